@@ -1,0 +1,49 @@
+# The walkthrough's commands. `make run` and `make test` set up .venv on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 2>/dev/null)
+
+.PHONY: help install run test lint lab mlflow-ui clean
+
+help:
+	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
+	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
+	@echo "make lab   - open JupyterLab on the project's environment"
+	@echo "make mlflow-ui - browse the local workspace's runs and models in the MLflow UI"
+
+# Re-install only when the dependency list changes; otherwise this is a no-op.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "Python 3.11 is needed, found %d.%d at $(PYTHON): install 3.11 or run make PYTHON=/path/to/python3.11" % v)'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m helpers.walkthrough
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@if [ -n "$(NOTEBOOKS)" ]; then $(VENV)/bin/nbstripout --verify $(NOTEBOOKS); fi
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+lab: $(STAMP)
+	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+mlflow-ui: $(STAMP)
+	$(PY) -m helpers.aml.local.mlflow_ui
+
+clean:
+	rm -rf build .pytest_cache

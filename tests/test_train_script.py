@@ -1,0 +1,113 @@
+"""The training script on its own: flags, errors, a short real training run, the saved model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import data
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "keras_mnist.py"
+
+
+def run_script(*args, cwd=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_help_lists_the_original_flags():
+    result = run_script("--help")
+    assert result.returncode == 0
+    for flag in (
+        "--data-folder",
+        "--batch-size",
+        "--first-layer-neurons",
+        "--second-layer-neurons",
+        "--learning-rate",
+        "--epochs",
+        "--output-dir",
+        "--seed",
+    ):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--batch-size", "0"),
+        ("--learning-rate", "-1"),
+        ("--epochs", "two"),
+        ("--learning-rate", "nan"),
+    ],
+)
+def test_bad_flag_values_are_argparse_errors(flag, value, tmp_path):
+    result = run_script("--data-folder", str(tmp_path), flag, value)
+    assert result.returncode == 2
+    assert f"argument {flag}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    out = tmp_path / "outputs"
+    result = run_script("--data-folder", str(tmp_path / "nowhere"), "--output-dir", str(out))
+    assert result.returncode == 2
+    assert "nowhere does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_missing_file_names_it(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    result = run_script("--data-folder", str(tmp_path))
+    assert result.returncode == 2
+    assert "t10k-labels-idx1-ubyte.gz" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_trains_and_saves_a_loadable_model(tmp_path):
+    sample = data.build_offline_sample(tmp_path / "cache" / "sample")
+    nested = tmp_path / "mount" / "a" / "b"
+    nested.parent.mkdir(parents=True)
+    sample.folder.rename(nested)  # a mounted dataset nests the files
+    out = tmp_path / "outputs"
+    result = run_script(
+        "--data-folder",
+        str(tmp_path / "mount"),
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--output-dir",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Final test accuracy" in result.stdout
+    assert "Attempted to log" not in result.stdout, "a plain local run stays quiet"
+    model_dir = out / "model"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["metadata.json", "model.keras"]
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["input_shape"] == [784] and meta["classes"] == list(range(10))
+    assert meta["data_source"] == data.OFFLINE_SAMPLE
+    assert meta["test_accuracy"] > 0.8
+    assert set(meta["versions"]) >= {"python", "keras", "backend"}
+
+    import keras
+    import numpy as np
+
+    from helpers._scripts import mnist_idx
+
+    model = keras.models.load_model(model_dir / "model.keras", safe_mode=True)
+    arrays = mnist_idx.load_mnist(nested)
+    x = arrays.x_test[:200].reshape(-1, 784).astype("float32") / 255
+    accuracy = float(np.mean(model.predict(x, verbose=0).argmax(1) == arrays.y_test[:200]))
+    assert abs(accuracy - meta["test_accuracy"]) < 0.1
