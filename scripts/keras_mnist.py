@@ -59,12 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="folder holding the four MNIST .gz files (searched recursively: a mounted dataset nests them)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=50, help="mini-batch size")
-    parser.add_argument(
-        "--first-layer-neurons", type=positive_int, default=300, help="units in hidden layer 1"
-    )
-    parser.add_argument(
-        "--second-layer-neurons", type=positive_int, default=100, help="units in hidden layer 2"
-    )
+    parser.add_argument("--first-layer-neurons", type=positive_int, default=300, help="units in hidden layer 1")
+    parser.add_argument("--second-layer-neurons", type=positive_int, default=100, help="units in hidden layer 2")
     parser.add_argument("--learning-rate", type=positive_float, default=0.001, help="RMSprop learning rate")
     parser.add_argument("--epochs", type=positive_int, default=20, help="passes over the training set")
     parser.add_argument("--output-dir", default="./outputs", help="the model is saved in OUTPUT_DIR/model")

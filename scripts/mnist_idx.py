@@ -103,8 +103,7 @@ def find_mnist_folder(data_folder: str | os.PathLike) -> Path:
     root = Path(data_folder)
     if not root.is_dir():
         raise MissingDataError(
-            f"Data folder {root} does not exist. Pass --data-folder with the folder "
-            f"that holds {', '.join(FILE_NAMES)}."
+            f"Data folder {root} does not exist. Pass --data-folder with the folder that holds {', '.join(FILE_NAMES)}."
         )
     found: dict[str, Path] = {}
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=True):

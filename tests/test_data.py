@@ -19,13 +19,9 @@ def _make_fixture_files(folder: Path, n_train: int = 30, n_test: int = 10) -> di
     """Four small but real IDX files (digits from the offline sample) and their hashes."""
     rng = np.random.default_rng(1)
     folder.mkdir(parents=True, exist_ok=True)
-    mnist_idx.write_idx(
-        folder / mnist_idx.TRAIN_IMAGES, rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
-    )
+    mnist_idx.write_idx(folder / mnist_idx.TRAIN_IMAGES, rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8))
     mnist_idx.write_idx(folder / mnist_idx.TRAIN_LABELS, rng.integers(0, 10, n_train, dtype=np.uint8))
-    mnist_idx.write_idx(
-        folder / mnist_idx.TEST_IMAGES, rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
-    )
+    mnist_idx.write_idx(folder / mnist_idx.TEST_IMAGES, rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8))
     mnist_idx.write_idx(folder / mnist_idx.TEST_LABELS, rng.integers(0, 10, n_test, dtype=np.uint8))
     return {name: data.sha256(folder / name) for name in mnist_idx.FILE_NAMES}
 

@@ -1,0 +1,83 @@
+"""The local workspace (twin of ``azureml.core.Workspace``): all state in one folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers.aml.local._common import warn_ignored
+from helpers.aml.local.store import LocalStore
+
+NAME = "local-workspace"
+_announced: set[Path] = set()
+
+
+class Workspace:
+    """A workspace whose runs, datasets, models and compute live in ``.azureml-local/``."""
+
+    def __init__(self, subscription_id=None, resource_group=None, workspace_name=None, auth=None, _location=None,
+                 _disable_service_check=False, _workspace_id=None, sku="basic", tags=None,
+                 _cloud="AzureCloud"):  # fmt: skip
+        self.name = workspace_name or NAME
+        self.subscription_id = subscription_id or "local"
+        self.resource_group = resource_group or "local"
+        self.location = _location or "local"
+        self._store = LocalStore.get()
+        root = self._store.root
+        if root not in _announced:
+            _announced.add(root)
+            print(
+                f"Local mode: workspace '{self.name}' in {root} (no Azure needed). "
+                "To use Azure ML, put your workspace's config.json in the project root or set AZUREML_MODE=azure."
+            )
+
+    @staticmethod
+    def from_config(path=None, auth=None, _logger=None, _file_name=None):
+        if auth is not None:
+            warn_ignored("Workspace.from_config", "auth", "the local workspace needs no authentication")
+        return Workspace()
+
+    @staticmethod
+    def get(name, auth=None, subscription_id=None, resource_group=None, location=None, cloud="AzureCloud", id=None):
+        if auth is not None:
+            warn_ignored("Workspace.get", "auth", "the local workspace needs no authentication")
+        return Workspace(subscription_id, resource_group, name, _location=location)
+
+    @property
+    def datasets(self) -> dict:
+        from helpers.aml.local.datasets import Dataset
+
+        return Dataset.get_all(self)
+
+    @property
+    def compute_targets(self) -> dict:
+        from helpers.aml.local.compute import ComputeTarget
+
+        return {c.name: c for c in ComputeTarget.list(self)}
+
+    @property
+    def experiments(self) -> dict:
+        from helpers.aml.local.runs import Experiment
+
+        return {e.name: Experiment(self, e.name) for e in self._store.mlflow.search_experiments()
+                if e.name != "Default"}  # fmt: skip
+
+    @property
+    def models(self) -> dict:
+        from helpers.aml.local.models import Model
+
+        return {m.name: m for m in Model.list(self, latest=True)}
+
+    def get_details(self) -> dict:
+        return {
+            "id": f"local:{self._store.root}",
+            "name": self.name,
+            "location": self.location,
+            "subscriptionId": self.subscription_id,
+            "resourceGroup": self.resource_group,
+            "mode": "local",
+            "folder": str(self._store.root),
+            "mlflowTrackingUri": self._store.tracking_uri,
+        }
+
+    def __repr__(self):
+        return f"Workspace.create(name='{self.name}', subscription_id='local', resource_group='local') at {self._store.root}"
