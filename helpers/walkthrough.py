@@ -1,32 +1,85 @@
-"""`make run`: train the model on MNIST with the training script and say where it is."""
+"""`make run`: run notebooks 00 to 05 headless, in order, and summarise what they left behind.
+
+Executed copies (with outputs) and HTML copies go to ``build/notebooks/``.  The
+mode is whatever this machine is in: local without a ``config.json``, Azure with
+one.  A failing cell stops the run, naming the notebook, the cell and the error.
+"""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
+import time
+from pathlib import Path
 
-from helpers import data
-from helpers._scripts import PROJECT_ROOT, SCRIPTS_DIR
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert import HTMLExporter
+
+from helpers._scripts import PROJECT_ROOT
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+BUILD_DIR = PROJECT_ROOT / "build" / "notebooks"
+CELL_TIMEOUT_S = 3600
+
+
+def walkthrough_notebooks() -> list[Path]:
+    return sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb"))
+
+
+def run_notebook(path: Path, out_dir: Path) -> None:
+    """Execute one notebook cell by cell; raise SystemExit naming the failing cell."""
+    book = nbformat.read(path, as_version=4)
+    client = NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
+    failure = None
+    with client.setup_kernel():
+        for index, cell in enumerate(book.cells):
+            if cell.cell_type != "code":
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as exc:
+                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                failure = f"{path.name}: cell {index} ({first_line!r}) failed: {exc.ename}: {exc.evalue}"
+                break
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(book, out_dir / path.name)
+    html, _ = HTMLExporter().from_notebook_node(book)
+    (out_dir / f"{path.stem}.html").write_text(html)
+    if failure:
+        raise SystemExit(f"\n{failure}\nThe executed notebook is {out_dir / path.name}.")
+
+
+def summary() -> str:
+    from helpers.aml import MODE, Model, Workspace
+
+    ws = Workspace.from_config()
+    model = Model(ws, name="keras-mnist")
+    lines = [
+        f"Mode:             {MODE} (workspace {ws.name})",
+        f"Data source:      {model.properties.get('data_source', 'unknown')}",
+        f"Training run:     {model.run_id}",
+        f"Model:            {model.name} version {model.version}",
+        f"Test accuracy:    {float(model.properties.get('test_accuracy', 'nan')):.4f}",
+        f"Executed notebooks (and HTML copies): {BUILD_DIR}",
+    ]
+    if MODE == "local":
+        lines.append("Browse runs and models: make mlflow-ui   (then open http://127.0.0.1:5000)")
+    else:
+        lines.append("Browse runs and models: https://ml.azure.com")
+    return "\n".join(lines)
 
 
 def main() -> int:
-    files = data.fetch_mnist()
-    out = PROJECT_ROOT / "build" / "outputs"
-    cmd = [
-        sys.executable,
-        str(SCRIPTS_DIR / "keras_mnist.py"),
-        "--data-folder",
-        str(files.folder),
-        "--output-dir",
-        str(out),
-    ]
-    if subprocess.call(cmd) != 0:
-        return 1
-    meta = json.loads((out / "model" / "metadata.json").read_text())
-    print(
-        f"\nData source:   {files.source}\nModel:         {out / 'model'}\nTest accuracy: {meta['test_accuracy']:.4f}"
-    )
+    notebooks = walkthrough_notebooks()
+    for path in notebooks:
+        start = time.perf_counter()
+        print(f"Running {path.name} ...", flush=True)
+        run_notebook(path, BUILD_DIR)
+        print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+    print("\nWalkthrough complete\n====================")
+    print(summary())
     return 0
 
 

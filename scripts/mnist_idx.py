@@ -137,15 +137,17 @@ class MnistArrays:
     folder: Path
 
 
-def read_source(folder: str | os.PathLike) -> str:
-    """Describe the data in ``folder``: the name in ``source.json``, else full MNIST."""
+def read_source(folder: str | os.PathLike, n_train: int = 60000, n_test: int = 10000) -> str:
+    """Describe the data in ``folder``: the name in ``source.json``, else judged by its size."""
     marker = Path(folder) / SOURCE_FILE
     if marker.is_file():
         try:
             return json.loads(marker.read_text())["name"]
         except (ValueError, KeyError):
             pass
-    return FULL_MNIST
+    if (n_train, n_test) == (60000, 10000):
+        return FULL_MNIST
+    return f"MNIST-format subset ({n_train} training / {n_test} test images)"
 
 
 def load_mnist(data_folder: str | os.PathLike) -> MnistArrays:
@@ -167,4 +169,4 @@ def load_mnist(data_folder: str | os.PathLike) -> MnistArrays:
             raise IdxError(f"{folder / img_name}: images are {images.shape[1:]}, expected 28x28.")
         if labels.size and labels.max() > 9:
             raise IdxError(f"{folder / lab_name}: label {labels.max()} is not a digit 0-9.")
-    return MnistArrays(x_train, y_train, x_test, y_test, read_source(folder), folder)
+    return MnistArrays(x_train, y_train, x_test, y_test, read_source(folder, len(x_train), len(x_test)), folder)

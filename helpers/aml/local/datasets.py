@@ -92,6 +92,9 @@ class FileDataset:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             written.append(str(dst))
+        marker = folder / data.mnist_idx.SOURCE_FILE
+        if marker.is_file():  # local only: keep "full MNIST or offline sample" visible to the notebooks
+            shutil.copyfile(marker, target / marker.name)
         return written
 
     # --- use in a run -------------------------------------------------------------------

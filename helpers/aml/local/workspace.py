@@ -14,7 +14,7 @@ _announced: set[Path] = set()
 class Workspace:
     """A workspace whose runs, datasets, models and compute live in ``.azureml-local/``."""
 
-    def __init__(self, subscription_id=None, resource_group=None, workspace_name=None, auth=None, _location=None,
+    def __init__(self, subscription_id, resource_group, workspace_name, auth=None, _location=None,
                  _disable_service_check=False, _workspace_id=None, sku="basic", tags=None,
                  _cloud="AzureCloud"):  # fmt: skip
         self.name = workspace_name or NAME
@@ -34,7 +34,7 @@ class Workspace:
     def from_config(path=None, auth=None, _logger=None, _file_name=None):
         if auth is not None:
             warn_ignored("Workspace.from_config", "auth", "the local workspace needs no authentication")
-        return Workspace()
+        return Workspace("local", "local", NAME)
 
     @staticmethod
     def get(name, auth=None, subscription_id=None, resource_group=None, location=None, cloud="AzureCloud", id=None):
@@ -80,4 +80,4 @@ class Workspace:
         }
 
     def __repr__(self):
-        return f"Workspace.create(name='{self.name}', subscription_id='local', resource_group='local') at {self._store.root}"
+        return f"Workspace(name='{self.name}', mode='local', folder='{self._store.root}')"

@@ -1,0 +1,66 @@
+"""Test session set-up: offline, in a fresh temporary local workspace, with test-sized parameters.
+
+The notebooks run under nbval in the same session (``notebooks/`` is collected
+first, in file order); their kernels inherit these environment variables.  Every
+notebook cell's stderr is checked against an explicit list of expected noise.
+"""
+
+import os
+import re
+import socket
+import tempfile
+
+import pytest
+
+_SESSION = tempfile.mkdtemp(prefix="azureml-walkthrough-tests-")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Tests never touch the internet: mirrors point at a closed local port, so the
+# data layer falls back to the offline sample at once.
+os.environ.update(
+    AZUREML_MODE="local",
+    AZUREML_LOCAL_ROOT=os.path.join(_SESSION, "workspace"),
+    AML_WORK_DIR=os.path.join(_SESSION, "work"),
+    MNIST_CACHE_DIR=os.path.join(_SESSION, "mnist-cache"),
+    MNIST_MIRRORS=f"http://127.0.0.1:{_closed_port()}/mnist/",
+)
+# Test-sized parameters, through the same variables a workshop would set.
+os.environ.setdefault("AML_EPOCHS", "3")
+os.environ.setdefault("AML_DIGITS_TO_SHOW", "20")
+
+#: stderr lines a notebook cell may print: TensorFlow's start-up messages. Anything else fails the cell.
+EXPECTED_STDERR = [
+    r"oneDNN custom operations are on",
+    r"This TensorFlow binary is optimized to use available CPU instructions",
+    r"To enable the following instructions: .* in other operations, rebuild TensorFlow",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"computation placer already registered",
+    r"Could not find cuda drivers on your machine, GPU will not be used",
+    r"failed call to cuInit",
+    r"TF-TRT Warning",
+    r"^\s*$",
+]
+_EXPECTED = re.compile("|".join(f"(?:{p})" for p in EXPECTED_STDERR))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    outputs = getattr(item, "test_outputs", None) or []
+    unexpected = [
+        line
+        for out in outputs
+        if out.get("output_type") == "stream" and out.get("name") == "stderr"
+        for line in out.get("text", "").splitlines()
+        if not _EXPECTED.search(line)
+    ]
+    if unexpected:
+        pytest.fail("Unexpected stderr output in this cell:\n" + "\n".join(unexpected[:20]), pytrace=False)
+    return result

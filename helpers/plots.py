@@ -1,0 +1,83 @@
+"""Pictures for the notebooks: digits, class balance, training curves, confusion matrix."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def digit_grid(images, labels, predicted=None, n: int = 30, columns: int = 10, seed: int | None = 0, title=None):
+    """A grid of ``n`` random digits with their labels; with ``predicted``, mistakes in red."""
+    images = np.asarray(images).reshape(-1, 28, 28)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(images), size=min(n, len(images)), replace=False) if len(images) else []
+    rows = max(1, -(-len(picks) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.1), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, picks, strict=False):
+        ax.imshow(images[i], cmap="gray_r")
+        if predicted is None:
+            ax.set_title(str(labels[i]), fontsize=11)
+        else:
+            wrong = predicted[i] != labels[i]
+            text = f"{predicted[i]} (true {labels[i]})" if wrong else str(predicted[i])
+            ax.set_title(text, fontsize=9 if wrong else 11, color="red" if wrong else "black")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def class_balance(y_train, y_test):
+    """Bar chart of how many images of each digit are in the training and test sets."""
+    digits = np.arange(10)
+    train = np.bincount(y_train, minlength=10)
+    test = np.bincount(y_test, minlength=10)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(digits - 0.2, train, width=0.4, label=f"train ({train.sum():,})")
+    ax.bar(digits + 0.2, test, width=0.4, label=f"test ({test.sum():,})")
+    ax.set_xticks(digits)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("images")
+    ax.set_title("Class balance")
+    ax.legend()
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def metric_curves(metrics: dict, names=("Accuracy", "Loss")):
+    """Per-epoch validation accuracy and loss of a run, from ``run.get_metrics()``."""
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        values = metrics.get(name, [])
+        values = values if isinstance(values, list) else [values]
+        ax.plot(range(1, len(values) + 1), values, marker="o")
+        ax.set_title(f"{name} (test set) per epoch")
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def confusion_matrix(y_true, y_pred):
+    """A 10x10 confusion matrix: rows are true digits, columns predicted ones."""
+    matrix = np.zeros((10, 10), dtype=int)
+    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(j, i, count, ha="center", va="center", fontsize=8,
+                    color="white" if count > matrix.max() / 2 else "black")  # fmt: skip
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title("Confusion matrix (test set)")
+    fig.tight_layout()
+    plt.show()
+    return matrix

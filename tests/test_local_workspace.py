@@ -1,0 +1,406 @@
+"""The local workspace, with real subprocess runs in a fresh workspace folder per test."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException
+
+from helpers.aml import local
+from helpers.aml.local import AmlCompute, ComputeTarget, Dataset, Experiment, Model, Workspace
+from helpers.aml.local.datasets import DatasetConsumptionConfig, FileDataset, FileDatasetFactory
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def ws(tmp_path, monkeypatch):
+    monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(tmp_path / "ws"))
+    monkeypatch.chdir(tmp_path)
+    return Workspace.from_config()
+
+
+def script_dir(tmp_path: Path, body: str, name: str = "train.py") -> Path:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / name).write_text(textwrap.dedent(body))
+    return src
+
+
+def submit(ws, src: Path, arguments=None, script="train.py", experiment="tests", **kwargs):
+    from azureml.core import ScriptRunConfig
+
+    config = ScriptRunConfig(source_directory=str(src), script=script, arguments=arguments or [], **kwargs)
+    return Experiment(ws, experiment).submit(config)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def test_passing_script_goes_through_azure_states_and_keeps_outputs(ws, tmp_path, capsys):
+    src = script_dir(
+        tmp_path,
+        """
+        import os, sys
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/hello.txt", "w").write("hi " + sys.argv[2])
+        os.makedirs("logs", exist_ok=True)
+        open("logs/extra.log", "w").write("log")
+        print("snapshot:", sorted(os.listdir(".")))
+        """,
+    )
+    (src / "secret.bin").write_text("ignored")
+    (src / ".amlignore").write_text("secret.bin\n")
+    run = submit(ws, src, ["--name", "world"])
+    details = run.wait_for_completion(show_output=True)
+    assert details["status"] == "Completed" and run.get_status() == "Completed"
+    streamed = capsys.readouterr().out
+    states = [line.split("Status: ")[1] for line in streamed.splitlines() if "Status: " in line]
+    assert states == ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
+    assert "secret.bin" not in streamed.split("snapshot:")[1].splitlines()[0], ".amlignore is honoured"
+    files = run.get_file_names()
+    assert {"outputs/hello.txt", "logs/extra.log", "user_logs/std_log.txt"} <= set(files)
+    run.download_file("outputs/hello.txt", str(tmp_path / "got.txt"))
+    assert (tmp_path / "got.txt").read_text() == "hi world"
+    run.download_files(prefix="outputs", output_directory=str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / "outputs" / "hello.txt").is_file()
+    again = local.Run(Experiment(ws, "tests"), run.id)
+    assert again.get_status() == "Completed" and [r.id for r in Experiment(ws, "tests").get_runs()] == [run.id]
+    assert details["startTimeUtc"] and details["endTimeUtc"]
+
+
+def test_failing_script_is_failed_with_its_own_error_lines(ws, tmp_path):
+    src = script_dir(tmp_path, "print('about to fail')\nraise ValueError('the learning rate is negative')\n")
+    run = submit(ws, src)
+    with pytest.raises(ActivityFailedException) as err:
+        run.wait_for_completion()
+    assert "ValueError: the learning rate is negative" in str(err.value)
+    assert run.get_status() == "Failed"
+    assert "Traceback" in run.get_details()["error"]["error"]["message"]
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
+
+
+def test_cancel_ends_the_whole_process_tree(ws, tmp_path):
+    src = script_dir(
+        tmp_path,
+        """
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        open("pids.txt", "w").write(f"{child.pid}")
+        print("started", flush=True)
+        time.sleep(120)
+        """,
+    )
+    run = submit(ws, src)
+    pids_file = run._dir / "wd" / "pids.txt"
+    deadline = time.time() + 60
+    while not pids_file.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    child_pid = int(pids_file.read_text())
+    assert psutil.pid_exists(child_pid)
+    run.cancel()
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Canceled"
+    time.sleep(0.5)
+    assert not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_unchanged_v1_script_logs_into_the_run_history(ws, tmp_path):
+    body = """
+        from azureml.core import Run
+        run = Run.get_context()
+        run.log("Accuracy", 0.5)
+        run.log("Accuracy", 0.75)
+        run.log("Final", 0.9)
+        run.log("note", "a string")
+        run.log_list("losses", [3, 2, 1])
+        run.log_row("cm", x=1, y=2)
+        run.tag("framework", "keras")
+        open("up.txt", "w").write("uploaded")
+        run.upload_file("extra/up.txt", "up.txt")
+        print("run id", run.id)
+        """
+    src = script_dir(tmp_path, body)
+    run = submit(ws, src)
+    run.wait_for_completion()
+    metrics = run.get_metrics()
+    assert metrics["Accuracy"] == [0.5, 0.75] and metrics["Final"] == 0.9
+    assert metrics["note"] == "a string" and metrics["losses"] == [3, 2, 1]
+    assert metrics["cm"] == {"x": 1, "y": 2}
+    assert run.get_tags()["framework"] == "keras"
+    assert "extra/up.txt" in run.get_file_names()
+    assert f"run id {run.id}" in run._read_log()
+    # the same script run plainly keeps azureml-core's own offline behaviour
+    plain = subprocess.run([sys.executable, str(src / "train.py")], capture_output=True, text=True, cwd=tmp_path)
+    assert plain.returncode == 0 and "OfflineRun" in plain.stdout
+
+
+def test_max_nodes_caps_concurrent_runs(ws, tmp_path):
+    ComputeTarget.create(ws, "one-node", AmlCompute.provisioning_configuration(vm_size="Standard_D4s_v5", max_nodes=1))
+    src = script_dir(
+        tmp_path,
+        """
+        import json, sys, time
+        start = time.time(); time.sleep(2)
+        json.dump([start, time.time()], open(sys.argv[1], "w"))
+        """,
+    )
+    spans = [tmp_path / f"span{i}.json" for i in range(2)]
+    runs = [submit(ws, src, [str(s)], compute_target="one-node") for s in spans]
+    for run in runs:
+        run.wait_for_completion()
+    (a0, a1), (b0, b1) = sorted(json.loads(s.read_text()) for s in spans)
+    assert b0 >= a1, "with max_nodes=1 the second run must wait for the first"
+
+
+def test_environment_missing_packages_fail_the_run_with_their_names(ws, tmp_path):
+    from azureml.core import Environment
+
+    env = Environment("needs-more")
+    env.python.conda_dependencies.add_pip_package("surely-not-installed-package==1.0")
+    env.python.conda_dependencies.add_pip_package("azureml-defaults")  # stands in for Azure's runtime
+    src = script_dir(tmp_path, "print('never runs')\n")
+    run = submit(ws, src, environment=env)
+    with pytest.raises(ActivityFailedException, match="surely-not-installed-package==1.0"):
+        run.wait_for_completion()
+    assert "azureml-defaults" not in run.get_details()["error"]["error"]["message"]
+
+
+def test_training_script_runs_through_submit_and_reports_epoch_metrics(ws, tmp_path):
+    from azureml.core import ScriptRunConfig
+
+    from helpers import data
+
+    ds = Dataset.File.from_files(path=data.mnist_urls()).register(ws, "mnist-dataset", create_new_version=True)
+    config = ScriptRunConfig(
+        source_directory=str(PROJECT / "scripts"),
+        script="keras_mnist.py",
+        arguments=["--data-folder", ds.as_named_input("mnist").as_mount(), "--epochs", 2, "--seed", 1],
+    )
+    run = Experiment(ws, "keras-mnist").submit(config)
+    run.wait_for_completion()
+    metrics = run.get_metrics()
+    assert len(metrics["Accuracy"]) == 2 and len(metrics["Loss"]) == 2
+    assert metrics["Final test accuracy"] > 0.8
+    assert {"outputs/model/model.keras", "outputs/model/metadata.json"} <= set(run.get_file_names())
+    model = run.register_model(model_name="keras-mnist", model_path="outputs/model")
+    assert model.version == 1 and Model(ws, "keras-mnist").run_id == run.id
+    with pytest.raises(UserErrorException, match="outputs/model/model.keras"):
+        run.register_model(model_name="keras-mnist", model_path="outputs/nothing-here")
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+
+def test_dataset_versions(ws, tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("a")
+    b.write_text("b")
+    v1 = Dataset.File.from_files(path=[str(a)]).register(ws, "files", description="first")
+    assert v1.version == 1
+    assert Dataset.File.from_files(path=[str(a)]).register(ws, "files", create_new_version=True).version == 1
+    with pytest.raises(UserErrorException, match="create_new_version"):
+        Dataset.File.from_files(path=[str(b)]).register(ws, "files")
+    v2 = Dataset.File.from_files(path=[str(a), str(b)]).register(ws, "files", create_new_version=True)
+    assert v2.version == 2
+    assert Dataset.get_by_name(ws, "files").version == 2
+    assert Dataset.get_by_name(ws, "files", version=1).to_path() == ["/a.txt"]
+    assert list(ws.datasets) == ["files"]
+    written = v2.download(target_path=str(tmp_path / "dl"))
+    assert sorted(Path(p).name for p in written) == ["a.txt", "b.txt"]
+    with pytest.raises(UserErrorException, match="overwrite"):
+        v2.download(target_path=str(tmp_path / "dl"))
+    with pytest.raises(UserErrorException, match="Register it first"):
+        Dataset.get_by_name(ws, "nope")
+
+
+# --- compute -----------------------------------------------------------------------------------
+
+
+def test_compute_get_or_create(ws):
+    with pytest.raises(ComputeTargetException):
+        ComputeTarget(workspace=ws, name="gpu-cluster")
+    config = AmlCompute.provisioning_configuration(vm_size="Standard_NC4as_T4_v3", max_nodes=4)
+    target = ComputeTarget.create(ws, "gpu-cluster", config)
+    target.wait_for_completion(show_output=True)
+    status = target.get_status().serialize()
+    assert status["vmSize"] == "Standard_NC4as_T4_v3" and status["scaleSettings"]["maxNodeCount"] == 4
+    assert status["localMachine"]["cpus"] == os.cpu_count()
+    assert ComputeTarget(workspace=ws, name="gpu-cluster").vm_size == "Standard_NC4as_T4_v3"
+    with pytest.raises(ComputeTargetException, match="retired"):
+        ComputeTarget.create(ws, "old", AmlCompute.provisioning_configuration(vm_size="STANDARD_NC6", max_nodes=1))
+    assert "Standard_NC4as_T4_v3" in [s["name"] for s in AmlCompute.supported_vmsizes(ws)]
+
+
+# --- models ----------------------------------------------------------------------------------------
+
+_REGISTER = """
+import sys
+from helpers.aml.local import Experiment, Run, Workspace
+ws = Workspace.from_config()
+run = Run(Experiment(ws, "tests"), sys.argv[1])
+for _ in range(3):
+    print(run.register_model(model_name="shared", model_path="outputs/model.txt").version, flush=True)
+"""
+
+
+def test_concurrent_registration_loses_and_duplicates_no_version(ws, tmp_path):
+    src = script_dir(tmp_path, "import os\nos.makedirs('outputs')\nopen('outputs/model.txt', 'w').write('m')\n")
+    run = submit(ws, src)
+    run.wait_for_completion()
+    env = dict(os.environ)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _REGISTER, run.id], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
+    versions = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0
+        versions += [int(v) for v in out.split() if v.isdigit()]
+    assert sorted(versions) == list(range(1, 13))
+    assert sorted(m.version for m in Model.list(ws, name="shared")) == list(range(1, 13))
+    latest = Model(ws, "shared")
+    assert latest.version == 12
+    path = latest.download(target_dir=str(tmp_path / "m"))
+    assert Path(path).read_text() == "m"
+    with pytest.raises(Exception, match="already exists"):
+        latest.download(target_dir=str(tmp_path / "m"))
+
+
+# --- signature parity -----------------------------------------------------------------------------------
+
+
+def _parity_pairs():
+    from azureml.core import Dataset as AzDataset
+    from azureml.core import Experiment as AzExperiment
+    from azureml.core import Model as AzModel
+    from azureml.core import Run as AzRun
+    from azureml.core import Workspace as AzWorkspace
+    from azureml.core.compute import AmlCompute as AzAmlCompute
+    from azureml.core.compute import ComputeTarget as AzComputeTarget
+    from azureml.data import FileDataset as AzFileDataset
+    from azureml.data.dataset_consumption_config import DatasetConsumptionConfig as AzConsumption
+    from azureml.data.dataset_factory import FileDatasetFactory as AzFileFactory
+    from azureml.widgets import RunDetails as AzRunDetails
+
+    return [
+        (Workspace.__init__, AzWorkspace.__init__),
+        (Workspace.from_config, AzWorkspace.from_config),
+        (Workspace.get, AzWorkspace.get),
+        (Workspace.get_details, AzWorkspace.get_details),
+        (Dataset.get_by_name, AzDataset.get_by_name),
+        (FileDatasetFactory.from_files, AzFileFactory.from_files),
+        (FileDataset.register, AzFileDataset.register),
+        (FileDataset.to_path, AzFileDataset.to_path),
+        (FileDataset.download, AzFileDataset.download),
+        (FileDataset.as_named_input, AzFileDataset.as_named_input),
+        (FileDataset.as_mount, AzFileDataset.as_mount),
+        (FileDataset.as_download, AzFileDataset.as_download),
+        (DatasetConsumptionConfig.as_mount, AzConsumption.as_mount),
+        (DatasetConsumptionConfig.as_download, AzConsumption.as_download),
+        (ComputeTarget.__new__, AzComputeTarget.__new__),
+        (ComputeTarget.create, AzComputeTarget.create),
+        (AmlCompute.provisioning_configuration, AzAmlCompute.provisioning_configuration),
+        (AmlCompute.wait_for_completion, AzAmlCompute.wait_for_completion),
+        (AmlCompute.get_status, AzAmlCompute.get_status),
+        (AmlCompute.supported_vmsizes, AzAmlCompute.supported_vmsizes),
+        (Experiment.__init__, AzExperiment.__init__),
+        (Experiment.submit, AzExperiment.submit),
+        (Experiment.get_runs, AzExperiment.get_runs),
+        (local.Run.__init__, AzRun.__init__),
+        (local.Run.get_context, AzRun.get_context),
+        (local.Run.wait_for_completion, AzRun.wait_for_completion),
+        (local.Run.get_status, AzRun.get_status),
+        (local.Run.get_details, AzRun.get_details),
+        (local.Run.get_metrics, AzRun.get_metrics),
+        (local.Run.get_file_names, AzRun.get_file_names),
+        (local.Run.download_file, AzRun.download_file),
+        (local.Run.download_files, AzRun.download_files),
+        (local.Run.register_model, AzRun.register_model),
+        (local.Run.cancel, AzRun.cancel),
+        (local.Run.tag, AzRun.tag),
+        (local.Run.get_children, AzRun.get_children),
+        (local.Run.get_tags, AzRun.get_tags),
+        (local.Run.get_properties, AzRun.get_properties),
+        (Model.__init__, AzModel.__init__),
+        (Model.list, AzModel.list),
+        (Model.download, AzModel.download),
+        (Model.get_model_path, AzModel.get_model_path),
+        (local.RunDetails.__init__, AzRunDetails.__init__),
+        (local.RunDetails.show, AzRunDetails.show),
+    ]
+
+
+def _params(func) -> list[tuple]:
+    return [
+        (p.name, p.kind, p.default)
+        for p in inspect.signature(func).parameters.values()
+        if p.name not in ("self", "cls")
+    ]
+
+
+@pytest.mark.parametrize("twin,real", _parity_pairs(), ids=lambda f: getattr(f, "__qualname__", str(f)))
+def test_signature_parity_with_azureml_core(twin, real):
+    """Code written against the twin must be valid on Azure: same parameters, same defaults."""
+    assert _params(twin) == _params(real)
+
+
+# --- mode and config errors ----------------------------------------------------------------------------
+
+
+def _import_aml(cwd: Path, **env) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "AZUREML_MODE"}
+    full_env.update(env, AZUREML_LOCAL_ROOT=str(cwd / "ws"))
+    code = (
+        "import helpers.aml as aml; print('MODE', aml.MODE); "
+        "aml.Workspace.from_config() if aml.MODE == 'local' else None"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=full_env, capture_output=True, text=True)
+
+
+def test_mode_is_local_without_config(tmp_path):
+    result = _import_aml(tmp_path)
+    assert "MODE local" in result.stdout
+    assert "Local mode: workspace 'local-workspace' in" in result.stdout and "AZUREML_MODE=azure" in result.stdout
+
+
+def test_unknown_mode_is_a_clear_error(tmp_path):
+    result = _import_aml(tmp_path, AZUREML_MODE="cloud")
+    assert result.returncode != 0 and "AZUREML_MODE='cloud' is not a mode" in result.stderr
+
+
+def test_malformed_config_names_file_and_problem(tmp_path):
+    (tmp_path / "config.json").write_text('{"subscription_id": "x",')
+    (tmp_path / "sub").mkdir()
+    result = _import_aml(tmp_path / "sub")  # found in a parent folder, as from_config() would
+    assert result.returncode != 0
+    assert str(tmp_path / "config.json") in result.stderr and "not valid JSON" in result.stderr
+
+
+def test_config_missing_keys_is_named(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"subscription_id": "x"}))
+    result = _import_aml(tmp_path)
+    assert "lacks resource_group, workspace_name" in result.stderr
+
+
+def test_valid_config_means_azure_unless_forced_local(tmp_path):
+    config = {"subscription_id": "s", "resource_group": "rg", "workspace_name": "my-ws"}
+    (tmp_path / ".azureml").mkdir()
+    (tmp_path / ".azureml" / "config.json").write_text(json.dumps(config))
+    result = _import_aml(tmp_path)
+    assert "MODE azure" in result.stdout and "Azure ML mode: workspace 'my-ws'" in result.stdout
+    assert "MODE local" in _import_aml(tmp_path, AZUREML_MODE="local").stdout
+
+
+def test_azure_mode_without_config_says_how_to_get_one(tmp_path):
+    result = _import_aml(tmp_path, AZUREML_MODE="azure")
+    assert result.returncode != 0 and "no config.json" in result.stderr and "ml.azure.com" in result.stderr

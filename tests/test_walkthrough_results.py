@@ -1,0 +1,57 @@
+"""What the notebooks leave behind in the session's local workspace (they run first, under nbval)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from helpers import data
+
+
+@pytest.fixture(scope="module")
+def ws():
+    from helpers.aml.local import Dataset, Workspace
+
+    ws = Workspace.from_config()
+    if "mnist-dataset" not in ws.datasets:
+        pytest.skip("the notebooks did not run in this session (run the whole suite: make test)")
+    return ws, Dataset
+
+
+def test_dataset_is_registered_once(ws):
+    workspace, dataset_cls = ws
+    dataset = dataset_cls.get_by_name(workspace, "mnist-dataset")
+    assert dataset.version == 1
+    assert dataset.to_path() == ["/" + n for n in data.FILE_NAMES]
+
+
+def test_training_run_completed_with_epoch_metrics(ws):
+    from helpers.aml.local import Experiment
+
+    workspace, _ = ws
+    runs = list(Experiment(workspace, "keras-mnist").get_runs())
+    assert runs and runs[0].get_status() == "Completed"
+    metrics = runs[0].get_metrics()
+    epochs = int(os.environ["AML_EPOCHS"])
+    assert len(metrics["Accuracy"]) == epochs and len(metrics["Loss"]) == epochs
+    assert metrics["Accuracy"][-1] > metrics["Accuracy"][0] - 0.02
+    assert runs[0].get_details()["inputDatasets"][0]["name"] == "mnist-dataset"
+
+
+def test_registered_model_loads_and_predicts(ws, tmp_path):
+    import keras
+
+    from helpers.aml.local import Model
+
+    workspace, dataset_cls = ws
+    model = Model(workspace, "keras-mnist")
+    assert model.version >= 1 and model.tags["framework"] == "keras"
+    path = model.download(target_dir=str(tmp_path))
+    classifier = keras.models.load_model(os.path.join(path, "model.keras"), safe_mode=True)
+    dataset_cls.get_by_name(workspace, "mnist-dataset").download(str(tmp_path / "data"))
+    mnist = data.load_mnist(tmp_path / "data")
+    predicted = classifier.predict(mnist.x_test[:300].reshape(-1, 784) / 255.0, verbose=0).argmax(1)
+    assert np.mean(predicted == mnist.y_test[:300]) > 0.8
+    assert model.properties["data_source"] == mnist.source
