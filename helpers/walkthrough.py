@@ -33,7 +33,10 @@ def run_notebook(path: Path, out_dir: Path) -> None:
     client = NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
     failure = None
-    with client.setup_kernel():
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The kernel's own stderr (TensorFlow start-up, transport notices) goes to a log beside the output.
+    kernel_log = open(out_dir / f"{path.stem}.kernel.log", "w")
+    with kernel_log, client.setup_kernel(stderr=kernel_log):
         for index, cell in enumerate(book.cells):
             if cell.cell_type != "code":
                 continue
@@ -43,7 +46,6 @@ def run_notebook(path: Path, out_dir: Path) -> None:
                 first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
                 failure = f"{path.name}: cell {index} ({first_line!r}) failed: {exc.ename}: {exc.evalue}"
                 break
-    out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(book, out_dir / path.name)
     html, _ = HTMLExporter().from_notebook_node(book)
     (out_dir / f"{path.stem}.html").write_text(html)
