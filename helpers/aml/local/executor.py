@@ -154,7 +154,6 @@ class Supervisor:
         target = self.spec.get("target", "local")
         if target == "local":
             return None
-        row = None
         with self.store.db() as db:
             row = db.execute("SELECT max_nodes FROM compute WHERE name = ?", (target,)).fetchone()
         if row is None:
