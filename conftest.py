@@ -33,6 +33,9 @@ os.environ.update(
 # Test-sized parameters, through the same variables a workshop would set.
 os.environ.setdefault("AML_EPOCHS", "3")
 os.environ.setdefault("AML_DIGITS_TO_SHOW", "20")
+os.environ.setdefault("AML_SWEEP_RUNS", "4")
+os.environ.setdefault("AML_SWEEP_CONCURRENT", "2")
+os.environ.setdefault("AML_SWEEP_SEED", "8")
 
 #: stderr lines a notebook cell may print: TensorFlow's start-up messages. Anything else fails the cell.
 EXPECTED_STDERR = [

@@ -1,4 +1,4 @@
-"""Pictures for the notebooks: digits, class balance, training curves, confusion matrix."""
+"""Pictures (and a table) for the notebooks: digits, class balance, training curves, confusion matrix, sweeps."""
 
 from __future__ import annotations
 
@@ -81,3 +81,53 @@ def confusion_matrix(y_true, y_pred):
     fig.tight_layout()
     plt.show()
     return matrix
+
+
+def sweep_results(children: list[dict], metric: str = "Accuracy", log_scale=("--learning-rate",)):
+    """Each hyperparameter against the child's best ``metric``, one panel each; stopped runs as orange crosses.
+
+    ``children`` is ``HyperDriveRun.get_children_sorted_by_primary_metric()``'s list (hyperparameters as JSON).
+    """
+    import json
+
+    rows = [(json.loads(c["hyperparameters"] or "{}"), c["best_primary_metric"], c["status"]) for c in children]
+    rows = [r for r in rows if r[1] is not None]
+    names = sorted({name for params, _, _ in rows for name in params})
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.3 * max(len(names), 1), 3), squeeze=False, sharey=True)
+    styles = {"Completed": dict(marker="o", color="tab:blue"), "Canceled": dict(marker="x", color="tab:orange")}
+    for ax, name in zip(axes[0], names, strict=False):
+        for status, style in [*styles.items(), ("Failed", dict(marker="s", color="tab:red"))]:
+            points = [(p[name], v) for p, v, s in rows if s == status and name in p]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.scatter(xs, ys, label="stopped early" if status == "Canceled" else status.lower(), **style)
+        if name in log_scale:
+            ax.set_xscale("log")
+        ax.set_xlabel(name.lstrip("-"))
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel(f"best {metric}")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+    return fig
+
+
+def sweep_table(children: list[dict]):
+    """``HyperDriveRun.get_children_sorted_by_primary_metric()`` as a table: one row per child, one column per
+    hyperparameter, best primary metric and status (a pandas DataFrame, shown as a table in Jupyter)."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for child in children:
+        params = json.loads(child["hyperparameters"] or "{}")
+        rows.append(
+            {
+                "run": child["run_id"].rsplit("_", 1)[-1],
+                **{k.lstrip("-"): v for k, v in params.items()},
+                "best metric": child["best_primary_metric"],
+                "status": child["status"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("run")

@@ -7,33 +7,19 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException
+from support import script_dir
 
 from helpers.aml import local
 from helpers.aml.local import AmlCompute, ComputeTarget, Dataset, Experiment, Model, Workspace
 from helpers.aml.local.datasets import DatasetConsumptionConfig, FileDataset, FileDatasetFactory
 
 PROJECT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture()
-def ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(tmp_path / "ws"))
-    monkeypatch.chdir(tmp_path)
-    return Workspace.from_config()
-
-
-def script_dir(tmp_path: Path, body: str, name: str = "train.py") -> Path:
-    src = tmp_path / "src"
-    src.mkdir(exist_ok=True)
-    (src / name).write_text(textwrap.dedent(body))
-    return src
 
 
 def submit(ws, src: Path, arguments=None, script="train.py", experiment="tests", **kwargs):

@@ -85,9 +85,13 @@ class Experiment:
             from helpers.aml.local.submit import submit_script_run
 
             return submit_script_run(self, config, tags or {}, **kwargs)
+        if type(config).__name__ == "HyperDriveConfig":
+            from helpers.aml.local.hyperdrive import submit_hyperdrive
+
+            return submit_hyperdrive(self, config, tags or {})
         raise UserErrorException(
-            f"The local workspace runs ScriptRunConfig submissions; got {type(config).__name__}. "
-            "Estimators are gone from azureml-core: wrap the script in a ScriptRunConfig."
+            f"The local workspace runs ScriptRunConfig and HyperDriveConfig submissions; got "
+            f"{type(config).__name__}. Estimators are gone from azureml-core: wrap the script in a ScriptRunConfig."
         )
 
     def get_runs(self, type=None, tags=None, properties=None, include_children=False) -> Iterator[Run]:
@@ -107,10 +111,20 @@ class Experiment:
                 continue
             if type is not None:
                 warn_ignored("Experiment.get_runs", "type")
-            yield Run(self, run_tags["azureml.run_id"])
+            yield load_run(self, run_tags["azureml.run_id"])
 
     def __repr__(self):
         return f"Experiment(Name: {self.name}, Workspace: {self.workspace.name})"
+
+
+def load_run(experiment: Experiment, run_id: str) -> Run:
+    """The run with this id, as the class its type calls for (``HyperDriveRun`` for a sweep)."""
+    run = Run(experiment, run_id)
+    if run.type == "hyperdrive":
+        from helpers.aml.local.hyperdrive import HyperDriveRun
+
+        return HyperDriveRun(experiment, run_id)
+    return run
 
 
 def _as_dict(value) -> dict:
@@ -154,7 +168,7 @@ class Run:
     @property
     def parent(self):
         parent = self._spec.get("parent_run_id")
-        return Run(self.experiment, parent) if parent else None
+        return load_run(self.experiment, parent) if parent else None
 
     @property
     def properties(self) -> dict:
@@ -175,6 +189,10 @@ class Run:
     @property
     def _artifacts(self) -> Path:
         return Path(self._spec["artifact_dir"])
+
+    @property
+    def _log_name(self) -> str:
+        return self._spec.get("log", DRIVER_LOG)
 
     @classmethod
     def get_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
@@ -213,7 +231,7 @@ class Run:
             return time.time() - self._spec.get("created", 0) < 60  # not started yet
         try:
             proc = psutil.Process(pid)
-            return proc.status() != psutil.STATUS_ZOMBIE and "helpers.aml.local.executor" in " ".join(proc.cmdline())
+            return proc.status() != psutil.STATUS_ZOMBIE and "helpers.aml.local." in " ".join(proc.cmdline())
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -237,9 +255,11 @@ class Run:
                 "environment": self._spec.get("environment", {}),
                 "nodeCount": 1,
             },
-            "logFiles": {DRIVER_LOG: str(self._artifacts / DRIVER_LOG)},
+            "logFiles": {self._log_name: str(self._artifacts / self._log_name)},
             "submittedBy": self._spec.get("submitted_by"),
         }
+        if tags.get("azureml.cancel_reason"):
+            details["cancelReason"] = tags["azureml.cancel_reason"]
         error = tags.get("azureml.error")
         if error:
             details["error"] = {"error": {"code": "UserError", "message": error}}
@@ -247,12 +267,12 @@ class Run:
 
     def get_details_with_logs(self) -> dict:
         details = self.get_details()
-        details["logFiles"] = {DRIVER_LOG: self._read_log()}
+        details["logFiles"] = {self._log_name: self._read_log()}
         return details
 
     def _read_log(self) -> str:
         try:
-            return (self._artifacts / DRIVER_LOG).read_text(errors="replace")
+            return (self._artifacts / self._log_name).read_text(errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -261,7 +281,7 @@ class Run:
         if show_output:
             print(f"RunId: {self.id}")
             print(f"Web View: {self.get_portal_url()}\n")
-            print(f"Streaming {DRIVER_LOG}\n{'=' * (10 + len(DRIVER_LOG))}\n")
+            print(f"Streaming {self._log_name}\n{'=' * (10 + len(self._log_name))}\n")
         offset = 0
         while True:
             status = self.get_status()
@@ -285,7 +305,7 @@ class Run:
 
     def _print_log_from(self, offset: int) -> int:
         try:
-            with open(self._artifacts / DRIVER_LOG, "rb") as f:
+            with open(self._artifacts / self._log_name, "rb") as f:
                 f.seek(offset)
                 chunk = f.read()
         except FileNotFoundError:
@@ -300,7 +320,7 @@ class Run:
         """Ask the run to stop; its supervisor ends the whole process tree and marks it Canceled."""
         if self.get_status() in TERMINAL:
             return
-        (self._dir / "cancel_requested").write_text(utc_now())
+        (self._dir / "cancel_requested").write_text(f"canceled by the user at {utc_now()}")
         for child in self.get_children():
             child.cancel()
 
@@ -309,10 +329,21 @@ class Run:
 
     # --- children (used by HyperDrive and distributed runs) -------------------------------
     def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None, _rehydrate_runs=True):
-        for run in self.experiment.get_runs(include_children=True):
-            if run._spec.get("parent_run_id") == self.id:
-                if status is None or run.get_status() == status:
-                    yield run
+        """The runs this one started (HyperDrive's trials), newest first."""
+        exp_id = self._store.experiment_id(self.experiment.name, create=False)
+        found = self._store.mlflow.search_runs(
+            [exp_id],
+            filter_string=f"tags.`azureml.parent_run_id` = '{self.id}'",
+            order_by=["attributes.start_time DESC"],
+        )
+        for info in found:
+            run = load_run(self.experiment, info.data.tags["azureml.run_id"])
+            if tags and any(run.get_tags().get(k) != v for k, v in _as_dict(tags).items()):
+                continue
+            if status is None or run.get_status() == status:
+                yield run
+            if recursive:
+                yield from run.get_children(recursive=True, tags=tags, status=status)
 
     # --- metrics ---------------------------------------------------------------------------
     def get_metrics(self, name=None, recursive=False, run_type=None, populate=False) -> dict:
@@ -507,12 +538,12 @@ def create_run_record(experiment: Experiment, spec: dict, tags: dict) -> Run:
     return Run(experiment, run_id)
 
 
-def start_supervisor(run: Run) -> None:
+def start_supervisor(run: Run, module: str = "helpers.aml.local.executor") -> None:
     """Start the run's supervisor in its own session, so the run outlives a restarted kernel."""
     log = open(run._dir / "supervisor.log", "ab")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers.aml.local.executor", str(run._dir)],
+        [sys.executable, "-m", module, str(run._dir)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

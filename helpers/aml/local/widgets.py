@@ -63,7 +63,13 @@ class RunDetails:
             ("Ended", details.get("endTimeUtc") or "-"),
         ]
         self._status.value = "<table>" + "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows) + "</table>"
-        png = _metrics_png(self.run.get_metrics())
+        if hasattr(self.run, "get_children_sorted_by_primary_metric"):  # a HyperDrive sweep
+            children = self.run.get_children_sorted_by_primary_metric()
+            self._status.value += _children_html(children)
+            name = self.run.hyperdrive_config._primary_metric_config["name"]
+            png = _sweep_png(self.run.get_metrics(), name)
+        else:
+            png = _metrics_png(self.run.get_metrics())
         if png and png != self._last_png:
             self._chart.value = self._last_png = png
         log = self.run._read_log().splitlines()[-LOG_LINES:]
@@ -85,6 +91,44 @@ def _metrics_png(metrics: dict) -> bytes:
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+def _children_html(children: list[dict]) -> str:
+    """The sweep's child runs as a table: number, hyperparameters, best primary metric, status."""
+    import json
+
+    head = "<tr><th>Child</th><th>Hyperparameters</th><th>Best metric</th><th>Status</th></tr>"
+    rows = []
+    for c in children:
+        params = ", ".join(f"{k.lstrip('-')}={v:.4g}" if isinstance(v, float) else f"{k.lstrip('-')}={v}"
+                           for k, v in json.loads(c["hyperparameters"] or "{}").items())  # fmt: skip
+        best = "-" if c["best_primary_metric"] is None else f"{c['best_primary_metric']:.4f}"
+        rows.append(
+            f"<tr><td>{html.escape(c['run_id'].rsplit('_', 1)[-1])}</td><td>{html.escape(params)}</td>"
+            f"<td>{best}</td><td>{html.escape(c['status'])}</td></tr>"
+        )
+    return f"<b>Child runs ({len(children)})</b><table class='aml-sweep-children'>{head}{''.join(rows)}</table>"
+
+
+def _sweep_png(child_metrics: dict, name: str) -> bytes:
+    """One line per child run: its primary metric after each time it was logged."""
+    series = {rid: m.get(name) for rid, m in child_metrics.items() if isinstance(m.get(name), list)}
+    if not series:
+        return b""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 2.8), layout="constrained")
+    ax = fig.subplots()
+    for rid, values in sorted(series.items()):
+        ax.plot(range(1, len(values) + 1), values, marker=".", label=rid.rsplit("_", 1)[-1])
+    ax.set_title(f"{name} of each child run")
+    ax.set_xlabel("interval (times logged)")
+    ax.grid(True, alpha=0.3)
+    if len(series) <= 10:
+        ax.legend(fontsize=7, ncols=2)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     return buf.getvalue()

@@ -30,6 +30,14 @@ class Workspace:
                 "To use Azure ML, put your workspace's config.json in the project root or set AZUREML_MODE=azure."
             )
 
+    @classmethod
+    def _for_store(cls, store: LocalStore) -> Workspace:
+        """The workspace of an existing store folder, without announcing it (for supervisors)."""
+        ws = cls.__new__(cls)
+        ws.name, ws.subscription_id, ws.resource_group, ws.location = NAME, "local", "local", "local"
+        ws._store = store
+        return ws
+
     @staticmethod
     def from_config(path=None, auth=None, _logger=None, _file_name=None):
         if auth is not None:

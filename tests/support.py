@@ -1,0 +1,26 @@
+"""Small helpers the test modules share."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def script_dir(tmp_path: Path, body: str, name: str = "train.py") -> Path:
+    """A source folder holding one script with ``body`` (dedented)."""
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / name).write_text(textwrap.dedent(body))
+    return src
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The most intervals ``(start, end)`` that were open at the same moment."""
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda ev: (ev[0], ev[1]))
+    most = current = 0
+    for _, step in events:
+        current += step
+        most = max(most, current)
+    return most
