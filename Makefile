@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 2>/dev/null)
 
-.PHONY: help install run test lint lab mlflow-ui clean
+.PHONY: help install run test lint lab mlflow-ui bench-serve clean
 
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
 	@echo "make lab   - open JupyterLab on the project's environment"
+	@echo "make bench-serve - measure the local web service: requests/s and latency"
 	@echo "make mlflow-ui - browse the local workspace's runs and models in the MLflow UI"
 
 # Re-install only when the dependency list changes; otherwise this is a no-op.
@@ -34,6 +35,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	@if [ -n "$(NOTEBOOKS)" ]; then $(VENV)/bin/nbstripout --verify $(NOTEBOOKS); fi
 	$(PY) -m pytest
+
+bench-serve: $(STAMP)
+	$(PY) benchmarks/serve.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -48,6 +48,10 @@ EXPECTED_STDERR = [
     r"Could not find cuda drivers on your machine, GPU will not be used",
     r"failed call to cuInit",
     r"TF-TRT Warning",
+    r"XLA service .* initialized for platform",
+    r"StreamExecutor \[\d+\]",
+    r"disabling MLIR crash reproducer",
+    r"Compiled cluster using XLA",
     r"^\s*$",
 ]
 _EXPECTED = re.compile("|".join(f"(?:{p})" for p in EXPECTED_STDERR))
@@ -67,3 +71,15 @@ def pytest_runtest_call(item):
     if unexpected:
         pytest.fail("Unexpected stderr output in this cell:\n" + "\n".join(unexpected[:20]), pytrace=False)
     return result
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop any web service a notebook or test left running in the session's workspace (a failed cell, say)."""
+    root = os.environ["AZUREML_LOCAL_ROOT"]
+    if os.path.exists(os.path.join(root, "workspace.db")):
+        from pathlib import Path
+
+        from helpers.aml.local.store import LocalStore
+        from helpers.aml.local.webservices import stop_all
+
+        stop_all(LocalStore.get(Path(root)))

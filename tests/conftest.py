@@ -7,7 +7,10 @@ import pytest
 def ws(tmp_path, monkeypatch):
     """A fresh local workspace in this test's temporary folder (the tests run from that folder)."""
     from helpers.aml.local import Workspace
+    from helpers.aml.local.webservices import stop_all
 
     monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(tmp_path / "ws"))
     monkeypatch.chdir(tmp_path)
-    return Workspace.from_config()
+    ws = Workspace.from_config()
+    yield ws
+    stop_all(ws._store)  # no server outlives its test, even a failed one

@@ -1,15 +1,18 @@
 """The Azure ML names the notebooks use, from one place, for Azure or the local workspace.
 
     from helpers.aml import Workspace, Dataset, ComputeTarget, AmlCompute, ComputeTargetException, \\
-        Environment, ScriptRunConfig, Experiment, Run, Model, RunDetails
+        Environment, ScriptRunConfig, Experiment, Run, Model, RunDetails, \\
+        InferenceConfig, AciWebservice, LocalWebservice, Webservice, WebserviceException
 
 Mode: ``AZUREML_MODE=local`` or ``azure``.  Unset, it is Azure when a workspace
 ``config.json`` is found where ``Workspace.from_config()`` looks for it (the
 current folder and its parents, also in ``.azureml/``), else local.  In Azure
 mode these are the real ``azureml.core`` / ``azureml.widgets`` objects; in local
 mode the workspace-bound ones are the local twins from ``helpers.aml.local``.
-Configuration classes (``Environment``, ``ScriptRunConfig``) are azureml-core's
-own in both modes: they construct without a workspace.
+Configuration classes (``Environment``, ``ScriptRunConfig``, ``InferenceConfig``,
+the ``deploy_configuration`` of ``AciWebservice`` / ``LocalWebservice``, and
+HyperDrive's, imported from ``azureml.train.hyperdrive``) are azureml-core's own in
+both modes: they construct without a workspace.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import os
 from pathlib import Path
 
 from azureml.core import Environment, ScriptRunConfig
-from azureml.exceptions import ComputeTargetException
+from azureml.core.model import InferenceConfig
+from azureml.core.webservice import AciWebservice, LocalWebservice
+from azureml.exceptions import ComputeTargetException, WebserviceException
 
 MODES = ("local", "azure")
 REQUIRED_KEYS = ("subscription_id", "resource_group", "workspace_name")
@@ -89,6 +94,7 @@ MODE, CONFIG_PATH = resolve_mode()
 if MODE == "azure":
     from azureml.core import Dataset, Experiment, Model, Run, Workspace
     from azureml.core.compute import AmlCompute, ComputeTarget
+    from azureml.core.webservice import Webservice
     from azureml.widgets import RunDetails
 
     _config = check_config(CONFIG_PATH)
@@ -105,20 +111,26 @@ else:
         Model,
         Run,
         RunDetails,
+        Webservice,
         Workspace,
     )
 
 __all__ = [
     "MODE",
+    "AciWebservice",
     "AmlCompute",
     "ComputeTarget",
     "ComputeTargetException",
     "Dataset",
     "Environment",
     "Experiment",
+    "InferenceConfig",
+    "LocalWebservice",
     "Model",
     "Run",
     "RunDetails",
     "ScriptRunConfig",
+    "Webservice",
+    "WebserviceException",
     "Workspace",
 ]

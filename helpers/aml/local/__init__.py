@@ -9,7 +9,18 @@ from helpers.aml.local.compute import AmlCompute, ComputeTarget
 from helpers.aml.local.datasets import Dataset
 from helpers.aml.local.models import Model
 from helpers.aml.local.runs import Experiment, Run
+from helpers.aml.local.webservices import Webservice
 from helpers.aml.local.widgets import RunDetails
 from helpers.aml.local.workspace import Workspace
 
-__all__ = ["AmlCompute", "ComputeTarget", "Dataset", "Experiment", "Model", "Run", "RunDetails", "Workspace"]
+__all__ = [
+    "AmlCompute",
+    "ComputeTarget",
+    "Dataset",
+    "Experiment",
+    "Model",
+    "Run",
+    "RunDetails",
+    "Webservice",
+    "Workspace",
+]

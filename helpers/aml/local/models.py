@@ -29,23 +29,45 @@ def register_from_run(run, name, model_path, tags, properties, description, fram
             f"model_path {model_path!r} is not among the files of run {run.id}. "
             f"Its files: {', '.join(files) or 'none (did the script save into ./outputs?)'}."
         )
-    source = run._artifacts / path
-    store = run._store
+    extra = {"azureml.run_id": run.id, "azureml.experiment": run.experiment.name}
+    return _register(run.experiment.workspace, name, run._artifacts / path, path, tags, properties, description,
+                     framework, framework_version, extra, run._mlflow_id)  # fmt: skip
+
+
+def register_from_path(workspace, name, model_path, tags, properties, description, framework, framework_version):
+    """``Model.register``: copy a local file or folder into the workspace and register it."""
+    import uuid
+
+    source = Path(model_path).expanduser().resolve()
+    if not source.exists():
+        raise WebserviceException(f"model_path {model_path!r} does not exist (looked in {source}).")
+    keep = workspace._store.root / "registered" / uuid.uuid4().hex / source.name
+    keep.parent.mkdir(parents=True)
+    if source.is_dir():
+        shutil.copytree(source, keep)
+    else:
+        shutil.copyfile(source, keep)
+    return _register(workspace, name, keep, source.name, tags, properties, description, framework,
+                     framework_version, {}, None)  # fmt: skip
+
+
+def _register(workspace, name, source, path, tags, properties, description, framework, framework_version, extra,
+              mlflow_run_id):  # fmt: skip
+    store = workspace._store
     client = store.mlflow
     all_tags = {k: str(v) for k, v in (tags or {}).items()}
     all_tags.update({PROPERTY_PREFIX + k: str(v) for k, v in (properties or {}).items()})
     all_tags["azureml.asset_path"] = path
-    all_tags["azureml.run_id"] = run.id
-    all_tags["azureml.experiment"] = run.experiment.name
+    all_tags.update(extra)
     if framework:
         all_tags[FRAMEWORK_TAG] = f"{framework}:{framework_version or ''}"
     with store.write_lock():
         if not client.search_registered_models(filter_string=f"name = '{_quote(name)}'"):
             client.create_registered_model(name)
         version = client.create_model_version(
-            name, source=source.as_uri(), run_id=run._mlflow_id, tags=all_tags, description=description
+            name, source=source.as_uri(), run_id=mlflow_run_id, tags=all_tags, description=description
         )
-    return Model(run.experiment.workspace, name, version=int(version.version))
+    return Model(workspace, name, version=int(version.version))
 
 
 def _quote(text: str) -> str:
@@ -156,6 +178,55 @@ class Model:
         if dataset_id or model_framework:
             warn_ignored("Model.list", "dataset_id" if dataset_id else "model_framework")
         return models
+
+    @staticmethod
+    def register(
+        workspace,
+        model_path,
+        model_name,
+        tags=None,
+        properties=None,
+        description=None,
+        datasets=None,
+        model_framework=None,
+        model_framework_version=None,
+        child_paths=None,
+        sample_input_dataset=None,
+        sample_output_dataset=None,
+        resource_configuration=None,
+    ):
+        """Register a file or folder from this machine (its files are copied into the workspace)."""
+        unused = {
+            "datasets": datasets,
+            "child_paths": child_paths,
+            "sample_input_dataset": sample_input_dataset,
+            "sample_output_dataset": sample_output_dataset,
+            "resource_configuration": resource_configuration,
+        }
+        for arg, value in unused.items():
+            if value is not None:
+                warn_ignored("Model.register", arg)
+        return register_from_path(
+            workspace, model_name, model_path, tags, properties, description, model_framework, model_framework_version
+        )
+
+    @staticmethod
+    def deploy(
+        workspace,
+        name,
+        models,
+        inference_config=None,
+        deployment_config=None,
+        deployment_target=None,
+        overwrite=False,
+        show_output=False,
+    ):
+        """Serve ``models`` with the scoring script on 127.0.0.1 (see :mod:`helpers.aml.local.webservices`)."""
+        from helpers.aml.local.webservices import deploy
+
+        return deploy(
+            workspace, name, models, inference_config, deployment_config, deployment_target, overwrite, show_output
+        )
 
     @staticmethod
     def get_model_path(model_name, version=None, _workspace=None):

@@ -5,8 +5,9 @@ Layout of the folder (``.azureml-local/`` at the project root, or ``AZUREML_LOCA
     mlflow.db        MLflow tracking store and model registry (SQLite): experiments, runs,
                      params, metrics, tags, registered models and their versions
     artifacts/       MLflow artifacts: each run's files (outputs/, logs/, user_logs/)
-    workspace.db     datasets and compute targets (SQLite, plain tables)
+    workspace.db     datasets, compute targets and web services (SQLite, plain tables)
     runs/<run id>/   a run's working folder (snapshot of the source), spec and live files
+    services/<name>/ a web service's scoring code, model files, keys and server log
     locks/           file locks: one for writes, and compute-node slots
 
 Every write goes through :meth:`LocalStore.write_lock`, a file lock shared by all
@@ -38,6 +39,10 @@ CREATE TABLE IF NOT EXISTS file_hashes (url TEXT PRIMARY KEY, sha256 TEXT NOT NU
 CREATE TABLE IF NOT EXISTS compute (
     name TEXT PRIMARY KEY, type TEXT NOT NULL, vm_size TEXT NOT NULL, min_nodes INTEGER NOT NULL,
     max_nodes INTEGER NOT NULL, idle_seconds INTEGER NOT NULL, created REAL NOT NULL, tags TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY, compute_type TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER NOT NULL,
+    folder TEXT NOT NULL, auth_enabled INTEGER NOT NULL, models TEXT NOT NULL, created REAL NOT NULL,
+    error TEXT NOT NULL);
 """
 
 

@@ -70,6 +70,12 @@ class Workspace:
                 if e.name != "Default"}  # fmt: skip
 
     @property
+    def webservices(self) -> dict:
+        from helpers.aml.local.webservices import Webservice
+
+        return {s.name: s for s in Webservice.list(self)}
+
+    @property
     def models(self) -> dict:
         from helpers.aml.local.models import Model
 
