@@ -64,8 +64,16 @@ def summary() -> str:
         f"Training run:     {model.run_id}",
         f"Model:            {model.name} version {model.version}",
         f"Test accuracy:    {float(model.properties.get('test_accuracy', 'nan')):.4f}",
-        f"Executed notebooks (and HTML copies): {BUILD_DIR}",
     ]
+    try:
+        tuned = Model(ws, name="keras-mlp-mnist")
+        lines.append(
+            f"Tuned model:      {tuned.name} version {tuned.version}, test accuracy "
+            f"{float(tuned.properties.get('test_accuracy', 'nan')):.4f} (06-tune)"
+        )
+    except Exception:  # noqa: BLE001  (06-tune did not run: nothing to report)
+        pass
+    lines.append(f"Executed notebooks (and HTML copies): {BUILD_DIR}")
     if MODE == "local":
         lines.append("Browse runs and models: make mlflow-ui   (then open http://127.0.0.1:5000)")
     else:

@@ -31,7 +31,7 @@ from azureml.train.hyperdrive import (
 )
 from support import PROJECT, max_overlap, script_dir
 
-from helpers.aml.local import Dataset, Experiment
+from helpers.aml.local import Dataset, Experiment, RunDetails
 from helpers.aml.local.hyperdrive import HyperDriveRun
 from helpers.aml.local.sweep import configurations, to_stop
 
@@ -194,6 +194,11 @@ def test_sweep_caps_concurrency_keeps_every_metric_and_finds_the_best(ws, tmp_pa
     assert "--quality 0.9" in " ".join(best.get_details()["runDefinition"]["arguments"])
     assert [r.id for r in Experiment(ws, "sweep").get_runs()] == [run.id], "children are not top-level runs"
     assert isinstance(next(Experiment(ws, "sweep").get_runs()), HyperDriveRun)
+
+    view = RunDetails(run)
+    view.show()  # the run has ended: one refresh, no thread
+    assert "aml-sweep-children" in view._status.value and view._status.value.count("<td>Completed</td>") == 5
+    assert view._chart.value.startswith(b"\x89PNG"), "one accuracy line per child"
 
 
 def test_canceling_the_sweep_cancels_its_children_and_ends_their_processes(ws, tmp_path):

@@ -273,10 +273,15 @@ def _parity_pairs():
     from azureml.core import Workspace as AzWorkspace
     from azureml.core.compute import AmlCompute as AzAmlCompute
     from azureml.core.compute import ComputeTarget as AzComputeTarget
+    from azureml.core.webservice import AciWebservice as AzAciWebservice
+    from azureml.core.webservice import Webservice as AzWebservice
     from azureml.data import FileDataset as AzFileDataset
     from azureml.data.dataset_consumption_config import DatasetConsumptionConfig as AzConsumption
     from azureml.data.dataset_factory import FileDatasetFactory as AzFileFactory
+    from azureml.train.hyperdrive import HyperDriveRun as AzHyperDriveRun
     from azureml.widgets import RunDetails as AzRunDetails
+
+    from helpers.aml.local.hyperdrive import HyperDriveRun
 
     return [
         (Workspace.__init__, AzWorkspace.__init__),
@@ -321,6 +326,22 @@ def _parity_pairs():
         (Model.list, AzModel.list),
         (Model.download, AzModel.download),
         (Model.get_model_path, AzModel.get_model_path),
+        (Model.register, AzModel.register),
+        (Model.deploy, AzModel.deploy),
+        (local.Webservice.__init__, AzWebservice.__init__),
+        (local.Webservice.wait_for_deployment, AzWebservice.wait_for_deployment),
+        (local.Webservice.get_logs, AzWebservice.get_logs),
+        (local.Webservice.get_keys, AzWebservice.get_keys),
+        (local.Webservice.regen_key, AzWebservice.regen_key),
+        (local.Webservice.delete, AzWebservice.delete),
+        (local.Webservice.list, AzWebservice.list),
+        (local.Webservice.run, AzAciWebservice.run),
+        (HyperDriveRun.__init__, AzHyperDriveRun.__init__),
+        (HyperDriveRun.get_best_run_by_primary_metric, AzHyperDriveRun.get_best_run_by_primary_metric),
+        (HyperDriveRun.get_children_sorted_by_primary_metric, AzHyperDriveRun.get_children_sorted_by_primary_metric),
+        (HyperDriveRun.get_hyperparameters, AzHyperDriveRun.get_hyperparameters),
+        (HyperDriveRun.get_metrics, AzHyperDriveRun.get_metrics),
+        (HyperDriveRun.cancel, AzHyperDriveRun.cancel),
         (local.RunDetails.__init__, AzRunDetails.__init__),
         (local.RunDetails.show, AzRunDetails.show),
     ]

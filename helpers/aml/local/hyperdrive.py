@@ -150,7 +150,7 @@ class HyperDriveRun(Run):
             return Run(self.experiment, child["run_id"])
         return None
 
-    def get_metrics(self, *args, **kwargs) -> dict:
+    def get_metrics(self) -> dict:
         """``{child run id: its metrics}`` for every child, as ``HyperDriveRun.get_metrics`` returns."""
         return {run.id: run.get_metrics() for run in self.get_children()}
 
