@@ -53,8 +53,12 @@ def _inference_config(source: Path = PROJECT / "scripts", entry: str = "score.py
 
 
 @pytest.fixture(scope="module")
-def service(module_ws, trained):
-    model = Model.register(module_ws, model_path=str(trained[0]), model_name="keras-mnist")
+def model(module_ws, trained):
+    return Model.register(module_ws, model_path=str(trained[0]), model_name="keras-mnist")
+
+
+@pytest.fixture(scope="module")
+def service(module_ws, model):
     svc = Model.deploy(
         module_ws,
         "keras-mnist-svc",
@@ -186,8 +190,7 @@ def _port_open(uri: str) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_redeploy_replaces_the_service_and_delete_leaves_nothing_running(module_ws, trained):
-    model = Model(module_ws, "keras-mnist")
+def test_redeploy_replaces_the_service_and_delete_leaves_nothing_running(module_ws, model):
     config = _inference_config()
     first = Model.deploy(module_ws, "replace-me", [model], config)
     first.wait_for_deployment()
@@ -208,9 +211,8 @@ def test_redeploy_replaces_the_service_and_delete_leaves_nothing_running(module_
     assert "replace-me" not in module_ws.webservices
 
 
-def test_a_failing_init_fails_the_deployment_with_its_error(module_ws, tmp_path):
+def test_a_failing_init_fails_the_deployment_with_its_error(module_ws, model, tmp_path):
     src = script_dir(tmp_path, "def init():\n    raise RuntimeError('no model here')\n\ndef run(raw):\n    return 1\n")
-    model = Model(module_ws, "keras-mnist")
     config = InferenceConfig(entry_script="train.py", source_directory=str(src))
     svc = Model.deploy(module_ws, "broken-init", [model], config)
     with pytest.raises(WebserviceException, match="no model here"):
@@ -221,8 +223,7 @@ def test_a_failing_init_fails_the_deployment_with_its_error(module_ws, tmp_path)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_deploy_refuses_bad_names_and_missing_packages(module_ws):
-    model = Model(module_ws, "keras-mnist")
+def test_deploy_refuses_bad_names_and_missing_packages(module_ws, model):
     with pytest.raises(WebserviceException, match="not valid"):
         Model.deploy(module_ws, "Bad_Name", [model], _inference_config())
     env = Environment("needs-more")

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import traceback
 from importlib import metadata
 from pathlib import Path
 
+from helpers.aml.local._common import stop_process_group
 from helpers.aml.local.runs import (
     DRIVER_LOG,
     KIND_PREFIX,
@@ -256,24 +256,7 @@ class Supervisor:
         """End the script and everything it started."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        import psutil
-
-        try:
-            parent = psutil.Process(self.proc.pid)
-            family = [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        _, alive = psutil.wait_procs(family, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        stop_process_group(self.proc.pid)
         self.proc.wait()
 
     def finalize(self) -> None:

@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from azureml.exceptions import WebserviceException
 
-from helpers.aml.local._common import warn_ignored
+from helpers.aml.local._common import stop_process_group, warn_ignored
 from helpers.aml.local.store import LocalStore, read_json, write_json
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
@@ -312,7 +311,7 @@ class Webservice:
         """Stop the server (its whole process group) and forget the service."""
         pid = self._pid
         if pid is not None and _alive(pid):
-            _stop_group(pid)
+            stop_process_group(pid, grace=10)
         with self._store.write_lock(), self._store.db() as db:
             db.execute("DELETE FROM services WHERE name = ?", (self.name,))
         shutil.rmtree(self._folder, ignore_errors=True)
@@ -352,27 +351,6 @@ class Webservice:
     def __repr__(self):
         return f"Webservice(name={self.name}, compute_type={self.compute_type}, state={self.state}, " \
             f"scoring_uri={self.scoring_uri})"  # fmt: skip
-
-
-def _stop_group(pid: int, grace: float = 10) -> None:
-    """SIGTERM the server's process group (gunicorn and its workers), then SIGKILL what is left."""
-    import psutil
-
-    try:
-        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    _, alive = psutil.wait_procs(family, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
 
 
 def stop_all(store: LocalStore) -> int:
