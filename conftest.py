@@ -29,6 +29,7 @@ os.environ.update(
     AML_WORK_DIR=os.path.join(_SESSION, "work"),
     MNIST_CACHE_DIR=os.path.join(_SESSION, "mnist-cache"),
     MNIST_MIRRORS=f"http://127.0.0.1:{_closed_port()}/mnist/",
+    AZUREML_ENV_CACHE=os.path.join(_SESSION, "envs"),  # built job environments (the Chainer one): once a session
 )
 # Test-sized parameters, through the same variables a workshop would set.
 os.environ.setdefault("AML_EPOCHS", "3")
@@ -36,6 +37,7 @@ os.environ.setdefault("AML_DIGITS_TO_SHOW", "20")
 os.environ.setdefault("AML_SWEEP_RUNS", "4")
 os.environ.setdefault("AML_SWEEP_CONCURRENT", "2")
 os.environ.setdefault("AML_SWEEP_SEED", "8")
+os.environ.setdefault("AML_CHAINER_EPOCHS", "5")
 
 #: stderr lines a notebook cell may print: TensorFlow's start-up messages. Anything else fails the cell.
 EXPECTED_STDERR = [

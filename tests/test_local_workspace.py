@@ -155,8 +155,9 @@ def test_environment_missing_packages_fail_the_run_with_their_names(ws, tmp_path
     env.python.conda_dependencies.add_pip_package("azureml-defaults")  # stands in for Azure's runtime
     src = script_dir(tmp_path, "print('never runs')\n")
     run = submit(ws, src, environment=env)
-    with pytest.raises(ActivityFailedException, match="surely-not-installed-package==1.0"):
+    with pytest.raises(ActivityFailedException, match="Building the environment failed") as failed:
         run.wait_for_completion()
+    assert "surely-not-installed-package==1.0" in str(failed.value), "the installer names what it could not find"
     assert "azureml-defaults" not in run.get_details()["error"]["error"]["message"]
 
 

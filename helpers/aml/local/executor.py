@@ -90,6 +90,7 @@ class Supervisor:
         self.strings: dict[str, list] = {}
         self.columns: dict[str, set] = {}
         self.proc: subprocess.Popen | None = None
+        self.python = sys.executable  # or a built environment's interpreter (helpers.aml.local.envs)
         self.deadline = time.time() + float(self.spec.get("max_run_duration_seconds") or 2592000)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -208,12 +209,21 @@ class Supervisor:
                     self.say(f"Warning: the environment asks for python={version}; this run uses {have}.")
             elif name not in ("pip",):
                 self.say(f"Warning: conda package {conda!r} is not checked locally (pip packages are).")
-        if missing:
+        if missing and env.get("user_managed"):
             raise RunFailed(
-                f"Environment {env['name']!r} needs packages this interpreter ({sys.executable}) lacks: "
+                f"Environment {env['name']!r} is user-managed, and this interpreter ({sys.executable}) lacks: "
                 + "; ".join(missing)
-                + ". Add them to pyproject.toml and run `make install`, or remove them from the environment."
+                + ". Install them (pyproject.toml, then `make install`), or let Azure ML manage the environment."
             )
+        if missing:
+            from helpers.aml.local import envs
+
+            self.say(f"Environment {env['name']!r}: this interpreter lacks " + "; ".join(missing))
+            try:
+                self.python = envs.ensure(env, self.say)
+            except envs.EnvironmentBuildError as exc:
+                raise RunFailed(str(exc)) from None
+            return
         self.say(f"Environment {env['name']!r}: all {len(env.get('pip', []))} pip packages satisfied")
 
     def resolve_dataset(self, ds: dict) -> str:
@@ -238,7 +248,7 @@ class Supervisor:
             MPLBACKEND="Agg",
             PYTHONPATH=os.pathsep.join(filter(None, [str(RUNTIME_DIR), env.get("PYTHONPATH")])),
         )
-        command = [sys.executable, self.spec["script"], *args]
+        command = [self.python, self.spec["script"], *args]
         self.say(f"Running: {' '.join(command[1:])}")
         self.proc = subprocess.Popen(
             command, cwd=self.wd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,

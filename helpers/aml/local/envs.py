@@ -1,0 +1,136 @@
+"""Separate Python environments for runs whose packages this interpreter cannot satisfy.
+
+Azure ML builds a Docker image from an environment's conda and pip packages and
+reuses it while the environment is unchanged.  The local workspace does the same
+with virtual environments: when the notebook's interpreter lacks a package (or has
+the wrong version, such as NumPy 2 for Chainer, which needs NumPy below 2), the
+run's Preparing phase builds a virtual environment with ``uv`` from the declared
+pip packages, streams the build into the run's log, and caches it under a key
+made from the packages, so the next run with the same environment reuses it in
+a moment.  A failed build fails the run with the installer's own error lines.
+
+What is honoured: the pip packages (``azureml-defaults``, Azure's job runtime,
+installs ``azureml-core``, which is what ``Run.get_context()`` needs), conda
+packages that are also pip packages (``setuptools<60``: installed first, as conda
+installs before pip), and the Python version only as a check (the environment
+uses this machine's Python).  Conda-only packages and Docker images are not.
+
+Legacy source packages are built with ``setuptools<70`` (``BUILD_CONSTRAINTS``):
+Chainer 7.8.1's ``setup.py`` imports ``pkg_resources``, which newer setuptools
+dropped.  The cache is ``AZUREML_ENV_CACHE``, else ``envs/`` in the user cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+#: What stands in locally for Azure ML's runtime metapackage inside a built environment.
+ENV_STAND_INS = {"azureml-defaults": "azureml-core"}
+BUILD_CONSTRAINTS = ["setuptools<70"]
+NOT_PIP = {"python", "pip"}
+
+
+class EnvironmentBuildError(RuntimeError):
+    """The environment could not be built; the message holds the installer's error lines."""
+
+
+def cache_root() -> Path:
+    env = os.environ.get("AZUREML_ENV_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("azureml-keras-mnist")) / "envs"
+
+
+def _requirement(line: str) -> str:
+    from packaging.requirements import Requirement
+
+    name = Requirement(line).name.lower()
+    return line.replace(Requirement(line).name, ENV_STAND_INS[name], 1) if name in ENV_STAND_INS else line
+
+
+def _conda_as_pip(spec: str) -> str:
+    """A conda spec such as ``setuptools<60`` or ``numpy=1.26`` as a pip requirement."""
+    if "=" in spec and not any(op in spec for op in ("==", ">=", "<=", "!=")):
+        name, _, version = spec.partition("=")
+        return f"{name}=={version.rstrip('*').rstrip('.')}.*" if version.count(".") < 2 else f"{name}=={version}"
+    return spec
+
+
+def plan(env: dict) -> dict:
+    """What a built environment installs: first the conda packages pip also has, then the pip packages."""
+    conda = [c for c in env.get("conda", []) if c.split("=")[0].split("<")[0].split(">")[0].strip() not in NOT_PIP]
+    return {
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "first": [_conda_as_pip(c) for c in conda],
+        "pip": [_requirement(p) for p in env.get("pip", [])],
+        "build_constraints": BUILD_CONSTRAINTS,
+    }
+
+
+def key(env: dict) -> str:
+    """The cache key: a hash of what gets installed (and the Python it is built on)."""
+    return hashlib.sha256(json.dumps(plan(env), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def python_of(folder: Path) -> Path:
+    return folder / "bin" / "python"
+
+
+def ensure(env: dict, say) -> str:
+    """The interpreter of a built environment for ``env``: reused when cached, else built now."""
+    from uv import find_uv_bin
+
+    recipe = plan(env)
+    folder = cache_root() / key(env)
+    done = folder / ".built.json"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / f".{folder.name}.lock"), timeout=3600):
+        if done.exists():
+            built = json.loads(done.read_text())
+            say(f"Reusing environment {env['name']!r} built {built['built']} ({folder})")
+            return str(python_of(folder))
+        shutil.rmtree(folder, ignore_errors=True)  # a build that was interrupted
+        uv = find_uv_bin()
+        start = time.time()
+        say(f"Building environment {env['name']!r} in {folder}: this interpreter lacks some of its packages")
+        constraints = folder.parent / f".{folder.name}.build-constraints.txt"
+        constraints.write_text("\n".join(recipe["build_constraints"]) + "\n")
+        steps = [[uv, "venv", "--python", sys.executable, str(folder)]]
+        py = str(python_of(folder))
+        if recipe["first"]:
+            steps.append([uv, "pip", "install", "--python", py, *recipe["first"]])
+        if recipe["pip"]:
+            steps.append([uv, "pip", "install", "--python", py, "--build-constraint", str(constraints), *recipe["pip"]])
+        for step in steps:
+            _run(step, say)
+        done.write_text(json.dumps({"built": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - start,
+                                    "plan": recipe}, indent=2))  # fmt: skip
+        say(f"Built environment {env['name']!r} in {time.time() - start:.0f} s")
+        return py
+
+
+def _run(command: list[str], say) -> None:
+    """Run one installer step, its output going line by line into the run's log."""
+    say("$ " + " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)))
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, NO_COLOR="1")
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        say("  " + line.rstrip())
+    if proc.wait() != 0:
+        tail = "\n".join(lines[-25:])
+        tool = Path(command[0]).name
+        raise EnvironmentBuildError(f"Building the environment failed ({tool} exit {proc.returncode}):\n{tail}")
