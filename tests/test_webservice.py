@@ -240,3 +240,22 @@ def test_scoring_script_runs_without_a_server(trained):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "'predictions': [" in done.stdout
+
+
+def test_a_service_whose_packages_this_interpreter_lacks_runs_in_a_built_environment(module_ws, model, tmp_path):
+    """numpy<2 cannot be satisfied here (NumPy 2): the service gets its own environment, built once."""
+    src = script_dir(
+        tmp_path,
+        "import numpy\n\ndef init():\n    pass\n\ndef run(raw):\n    return {'numpy': numpy.__version__}\n",
+        name="score.py",
+    )
+    env = Environment("old-numpy")
+    env.python.conda_dependencies.add_pip_package("azureml-defaults")
+    env.python.conda_dependencies.add_pip_package("numpy<2")
+    config = InferenceConfig(entry_script="score.py", source_directory=str(src), environment=env)
+    svc = Model.deploy(module_ws, "old-numpy", [model], config)
+    try:
+        svc.wait_for_deployment(timeout_sec=300)
+        assert svc.run("{}")["numpy"].startswith("1.")
+    finally:
+        svc.delete()

@@ -1,7 +1,7 @@
 """Web services of the local workspace (twins of ``Model.deploy`` and ``azureml.core.Webservice``).
 
 ``Model.deploy(ws, name, [model], inference_config, deployment_config)`` starts a
-real HTTP server on 127.0.0.1 (:mod:`helpers.aml.local.serving`) that runs the
+real HTTP server on 127.0.0.1 (``runtime/azureml_local_serving.py``) that runs the
 scoring script through Azure ML's inference server package, with the model
 files laid out as Azure lays them out (``AZUREML_MODEL_DIR``).  The service
 keeps running in the background, as on Azure, until ``service.delete()``;
@@ -34,6 +34,7 @@ from azureml.exceptions import WebserviceException
 from helpers.aml.local._common import stop_process_group, warn_ignored
 from helpers.aml.local.store import LocalStore, read_json, write_json
 
+SERVER = Path(__file__).resolve().parent / "runtime" / "azureml_local_serving.py"
 NAME_RULE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 STATES = ("Transitioning", "Healthy", "Unhealthy", "Failed")
 IGNORED_ACI = ("ssl_enabled", "enable_app_insights", "dns_name_label", "location", "collect_model_data",
@@ -68,13 +69,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, deploym
             )
         Webservice(workspace, name).delete()
 
-    problems = _environment_problems(inference_config.environment)
-    if problems:
-        raise WebserviceException(
-            f"The inference environment needs packages this interpreter ({sys.executable}) lacks: "
-            + "; ".join(problems)
-            + ". Add them to pyproject.toml and run `make install`, or remove them from the environment."
-        )
+    python = _service_python(inference_config.environment, show_output)
 
     folder = store.root / "services" / name
     shutil.rmtree(folder, ignore_errors=True)
@@ -113,7 +108,7 @@ def deploy(workspace, name, models, inference_config, deployment_config, deploym
     write_json(folder / "service.json", spec)
     log = open(folder / "service.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "helpers.aml.local.serving", str(folder)],
+        [python, str(SERVER), str(folder)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=str(folder),
     )  # fmt: skip
@@ -131,13 +126,33 @@ def deploy(workspace, name, models, inference_config, deployment_config, deploym
     return service
 
 
-def _environment_problems(env) -> list[str]:
+def _service_python(env, show_output: bool) -> str:
+    """This interpreter when it has the inference environment's packages, else a built environment's
+    (the same builder and cache as runs: built once, reused by runs and services alike)."""
+    from helpers.aml.local import envs
     from helpers.aml.local.executor import _unsatisfied
+    from helpers.aml.local.submit import _environment_spec
 
     if env is None:
-        return []
-    deps = env.python.conda_dependencies
-    return [p for p in (_unsatisfied(line) for line in deps.pip_packages) if p]
+        return sys.executable
+    spec = _environment_spec(env)
+    missing = [p for p in (_unsatisfied(line) for line in spec["pip"]) if p]
+    if not missing:
+        return sys.executable
+    if spec["user_managed"]:
+        raise WebserviceException(
+            f"The inference environment is user-managed, and this interpreter ({sys.executable}) lacks: "
+            + "; ".join(missing)
+            + ". Install them, or let Azure ML manage the environment."
+        )
+    # The server needs Azure's inference server in the environment (azureml-defaults brings it on Azure).
+    spec["pip"] = [*spec["pip"], "azureml-inference-server-http"]
+    lines: list[str] = []
+    say = print if show_output else lines.append
+    try:
+        return envs.ensure(spec, say)
+    except envs.EnvironmentBuildError as exc:
+        raise WebserviceException(f"The inference environment could not be built. {exc}") from None
 
 
 def _row(store: LocalStore, name: str):

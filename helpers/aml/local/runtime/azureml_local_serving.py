@@ -1,4 +1,4 @@
-"""A local web service's server process: ``python -m helpers.aml.local.serving SERVICE_DIR``.
+"""A local web service's server process: ``python azureml_local_serving.py SERVICE_DIR``.
 
 It runs the scoring script through Azure ML's own inference server
 (``azureml-inference-server-http``: its Flask app, served by gunicorn as the
@@ -9,6 +9,10 @@ is on (``Authorization: Bearer <key>``, 401 otherwise), as Azure's front end doe
 The socket is bound here, on 127.0.0.1 and the requested port (or one the
 system picks), before the server starts, and the port is written to
 ``endpoint.json``: no race for a free port, and a busy port is a clear error.
+
+Standard library and gunicorn only, started by file path: it may run in a
+service's own built environment (:mod:`helpers.aml.local.envs`), which has the
+inference server but not this project.
 """
 
 from __future__ import annotations
@@ -20,7 +24,19 @@ import socket
 import sys
 from pathlib import Path
 
-from helpers.aml.local.store import read_json, write_json
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def write_json(path: Path, value) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
 
 SCORE_PATHS = ("/score",)
 
