@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from mnist_idx import IdxError, MissingDataError, load_mnist
+from run_context import get_run, load_training_data
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,23 +61,9 @@ def build_model():
     return MLP()
 
 
-def get_run():
-    """The Azure ML run this script is part of, or None on a plain local run."""
-    try:
-        from azureml.core import Run
-    except ImportError:
-        return None
-    run = Run.get_context()
-    return None if run.id.startswith("OfflineRun") else run
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        data = load_mnist(args.data_folder)
-    except (MissingDataError, IdxError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    data = load_training_data(args.data_folder)
 
     import chainer
     import chainer.functions as F

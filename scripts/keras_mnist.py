@@ -25,7 +25,7 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of logs
 
-from mnist_idx import IdxError, MissingDataError, load_mnist  # noqa: E402  (sits beside this file)
+from run_context import get_run, load_training_data  # noqa: E402  (sits beside this file)
 
 N_CLASSES = 10
 INPUT_SHAPE = (28 * 28,)
@@ -68,24 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def get_run():
-    """The Azure ML run this script is part of, or None on a plain local run."""
-    try:
-        from azureml.core import Run
-    except ImportError:
-        return None
-    run = Run.get_context()
-    # Outside a submitted run azureml-core returns an offline run that prints every call.
-    return None if run.id.startswith("OfflineRun") else run
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        data = load_mnist(args.data_folder)
-    except (MissingDataError, IdxError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    data = load_training_data(args.data_folder)
 
     import keras  # imported after the data checks so a bad folder fails fast
 
