@@ -279,10 +279,16 @@ class SweepSupervisor:
                 child["status"] = status
 
     def histories(self) -> dict[str, list[float]]:
+        """Every child's primary-metric values; a finished child's are read once and kept."""
         result = {}
         for child_id, child in self.children.items():
+            if "final_history" in child:
+                result[child_id] = child["final_history"]
+                continue
             history = self.client.get_metric_history(child["mlflow_id"], self.metric_name)
             result[child_id] = [m.value for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+            if child["status"] in TERMINAL:  # its supervisor has ingested its last metrics
+                child["final_history"] = result[child_id]
         return result
 
     def apply_policy(self) -> None:
