@@ -5,6 +5,17 @@ walkthrough's local workspace, and unchanged on an Azure ML compute cluster.
 Inside a submitted run it logs metrics and a figure through
 ``azureml.core.Run.get_context()``; on a plain local run it stays quiet.
 
+When ``TF_CONFIG`` describes several workers (Azure ML sets it for a run with
+``distributed_job_config=TensorflowConfiguration(worker_count=N)``), every worker
+runs this script and they train one model data-parallel under TensorFlow's
+``MultiWorkerMirroredStrategy``: each step's batch is split across the workers,
+and only the chief (worker 0) logs final metrics and saves the model.
+
+Keras 3 runs on several backends. A single process trains on JAX when it is
+installed (about 4x faster than TensorFlow for this small network on a CPU); the
+multi-worker strategy is TensorFlow's, so workers train on TensorFlow. The saved
+``.keras`` file loads on either backend.
+
 Sections, keras-io style: Setup, Prepare the data, Build the model, Train,
 Evaluate, Save.
 """
@@ -13,21 +24,25 @@ from __future__ import annotations
 
 # --- Setup --------------------------------------------------------------------
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of logs
 
 from run_context import get_run, load_training_data  # noqa: E402  (sits beside this file)
 
 N_CLASSES = 10
+EVAL_BATCH = 1000  # evaluation batch: no weights change, so bigger is just faster
 INPUT_SHAPE = (28 * 28,)
 
 
@@ -65,19 +80,74 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=positive_int, default=20, help="passes over the training set")
     parser.add_argument("--output-dir", default="./outputs", help="the model is saved in OUTPUT_DIR/model")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "jax", "tensorflow"],
+        default="auto",
+        help="Keras backend; auto: $KERAS_BACKEND if set, else TensorFlow for several workers, else JAX if installed",
+    )
     return parser.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """This process's place in a multi-worker job, from ``TF_CONFIG`` (one worker without it)."""
+
+    workers: int = 1
+    index: int = 0
+
+    @property
+    def is_chief(self) -> bool:
+        return self.index == 0
+
+    @classmethod
+    def from_env(cls) -> Cluster:
+        raw = os.environ.get("TF_CONFIG")
+        if not raw:
+            return cls()
+        try:
+            config = json.loads(raw)
+            cluster, task = config["cluster"], config["task"]
+            if set(cluster) - {"worker", "chief"}:
+                raise ValueError(f"roles {sorted(set(cluster) - {'worker', 'chief'})} need parameter servers")
+            workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+            index = int(task["index"]) + (len(cluster.get("chief", [])) if task["type"] == "worker" else 0)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(
+                f"error: TF_CONFIG is not a multi-worker cluster this script can join ({exc}); "
+                "use TensorflowConfiguration(worker_count=N, parameter_server_count=0)."
+            ) from None
+        return cls(workers=workers, index=index)
+
+
+def choose_backend(requested: str, cluster: Cluster) -> str:
+    """Set KERAS_BACKEND before Keras is imported (see the module docstring for why)."""
+    if requested == "auto":
+        requested = os.environ.get("KERAS_BACKEND") or (
+            "tensorflow" if cluster.workers > 1 or importlib.util.find_spec("jax") is None else "jax"
+        )
+    if cluster.workers > 1 and requested != "tensorflow":
+        raise SystemExit(
+            f"error: {cluster.workers} workers train with TensorFlow's MultiWorkerMirroredStrategy; "
+            f"the {requested} backend cannot join it. Use --backend tensorflow (or auto)."
+        )
+    os.environ["KERAS_BACKEND"] = requested
+    return requested
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    cluster = Cluster.from_env()
+    backend = choose_backend(args.backend, cluster)
     data = load_training_data(args.data_folder)
 
     import keras  # imported after the data checks so a bad folder fails fast
 
+    strategy = multi_worker_strategy(cluster)  # TensorFlow wants it before any other TensorFlow work
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
-    run = get_run()
-    describe_devices()
+    run = get_run() if cluster.is_chief else None  # one set of metrics per run, from the chief
+    describe_devices(backend)
     print(f"Data: {data.source} from {data.folder}")
 
     # --- Prepare the data -----------------------------------------------------
@@ -86,55 +156,73 @@ def main(argv: list[str] | None = None) -> int:
     y_train = data.y_train.astype("int32")
     y_test = data.y_test.astype("int32")
     print(f"{len(x_train)} training and {len(x_test)} test images")
+    if strategy is not None:
+        print(
+            f"Worker {cluster.index} of {cluster.workers}{' (chief)' if cluster.is_chief else ''}: "
+            f"each step's {args.batch_size} images are split across the {cluster.workers} workers"
+        )
 
     # --- Build the model --------------------------------------------------------
-    model = keras.Sequential(
-        [
-            keras.Input(shape=INPUT_SHAPE),
-            keras.layers.Dense(args.first_layer_neurons, activation="relu"),
-            keras.layers.Dense(args.second_layer_neurons, activation="relu"),
-            keras.layers.Dense(N_CLASSES, activation="softmax"),
-        ],
-        name="mnist_mlp",
-    )
     steps_per_epoch = -(-len(x_train) // args.batch_size)
-    model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=args.learning_rate),
-        loss="sparse_categorical_crossentropy",  # integer labels: no one-hot copy of the data
-        metrics=["accuracy"],
-        # Run many optimiser steps per call into the compiled graph instead of one:
-        # a small MLP spends most of its time on per-step overhead otherwise.
-        steps_per_execution=min(steps_per_epoch, 100),
-        jit_compile=True,
-    )
-    model.summary(print_fn=print)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = keras.Sequential(
+            [
+                keras.Input(shape=INPUT_SHAPE),
+                keras.layers.Dense(args.first_layer_neurons, activation="relu"),
+                keras.layers.Dense(args.second_layer_neurons, activation="relu"),
+                keras.layers.Dense(N_CLASSES, activation="softmax"),
+            ],
+            name="mnist_mlp",
+        )
+        model.compile(
+            optimizer=keras.optimizers.RMSprop(learning_rate=args.learning_rate),
+            loss="sparse_categorical_crossentropy",  # integer labels: no one-hot copy of the data
+            metrics=["accuracy"],
+            # Run a whole epoch of optimiser steps per call into the compiled function instead of one
+            # call per step: a small MLP spends most of its time on per-step overhead otherwise.
+            steps_per_execution=steps_per_epoch,
+            jit_compile=True,  # XLA fuses each call into one compiled program
+        )
+    if cluster.is_chief:
+        model.summary(print_fn=print)
 
     # --- Train -------------------------------------------------------------------
     if run is not None:
         run.log("Batch size", args.batch_size)
         run.log("Learning rate", args.learning_rate)
     epoch_seconds: list[float] = []
-    history = model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        validation_data=(x_test, y_test),
-        callbacks=make_callbacks(run, epoch_seconds),
-        verbose=2,
-    )
+    callbacks = make_callbacks(run, epoch_seconds)
+    if strategy is None:
+        history = model.fit(
+            x_train,
+            y_train,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            validation_data=(x_test, y_test),
+            validation_batch_size=EVAL_BATCH,
+            callbacks=callbacks,
+            verbose=2,
+        ).history
+    else:
+        # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy yet (keras-team/keras#20585): a short loop does.
+        history = fit_multi_worker(model, strategy, (x_train, y_train), (x_test, y_test), args, callbacks)
 
     # --- Evaluate ------------------------------------------------------------------
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0, batch_size=1000)
+    if strategy is None:
+        test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=EVAL_BATCH, verbose=0)
+    else:
+        test_loss, test_accuracy = history["val_loss"][-1], history["val_accuracy"][-1]  # the same model
     print(f"Final test loss: {test_loss:.4f}")
     print(f"Final test accuracy: {test_accuracy:.4f}")
     if len(epoch_seconds) > 1:
-        steady = sorted(epoch_seconds[1:])[len(epoch_seconds[1:]) // 2]
-        print(f"Seconds per epoch (median after the first): {steady:.2f}")
+        print(f"Seconds per epoch (median after the first): {statistics.median(epoch_seconds[1:]):.2f}")
+    if not cluster.is_chief:
+        print(f"Worker {cluster.index} is not the chief: worker 0 logs the metrics and saves the model.")
+        return 0
     if run is not None:
         run.log("Final test loss", float(test_loss))
         run.log("Final test accuracy", float(test_accuracy))
-        log_history_figure(run, history.history, args.epochs)
+        log_history_figure(run, history, args.epochs)
 
     # --- Save ------------------------------------------------------------------------
     metadata = {
@@ -145,16 +233,93 @@ def main(argv: list[str] | None = None) -> int:
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("data_folder", "output_dir")},
+        "training": {"workers": cluster.workers, "epoch_seconds": [round(t, 4) for t in epoch_seconds]},
         "versions": {
             "python": platform.python_version(),
             "keras": keras.__version__,
-            "backend": keras.backend.backend(),
+            "backend": backend,
             "numpy": __import__("numpy").__version__,
         },
     }
     model_dir = save_model(model, metadata, Path(args.output_dir))
     print(f"Model saved to {model_dir}")
     return 0
+
+
+def multi_worker_strategy(cluster: Cluster):
+    """TensorFlow's data-parallel strategy across the workers in TF_CONFIG, or None for one worker."""
+    if cluster.workers == 1:
+        return None
+    import tensorflow as tf
+
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def fit_multi_worker(model, strategy, train, test, args, callbacks) -> dict:
+    """``model.fit`` for several workers: returns the same history, calls the same callbacks.
+
+    Every worker shuffles with the same seed, so they agree on each global batch, and
+    the strategy gives each its share of it (the DATA sharding policy). Each replica's
+    gradients are of its summed loss over the global batch size; the optimizer sums
+    them across workers, which gives the gradient of the mean over the global batch.
+    """
+    import keras
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+    def distribute(arrays, batch_size, shuffle):
+        dataset = tf.data.Dataset.from_tensor_slices(arrays)
+        if shuffle:
+            dataset = dataset.shuffle(len(arrays[0]), seed=0 if args.seed is None else args.seed)
+        return strategy.experimental_distribute_dataset(dataset.batch(batch_size).with_options(options))
+
+    train_ds, test_ds = distribute(train, args.batch_size, True), distribute(test, EVAL_BATCH, False)
+    summed_loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+    with strategy.scope():  # loss sum, correct answers, images seen: summed over every replica when read
+        totals = tf.Variable(
+            tf.zeros(3),
+            trainable=False,
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.SUM,
+        )
+
+    def step(x, y, training):
+        with tf.GradientTape() as tape:
+            probabilities = model(x, training=training)
+            loss = summed_loss(y, probabilities)
+            scaled = loss / args.batch_size  # the global batch: the optimizer sums the workers' gradients
+        if training:
+            grads = tape.gradient(scaled, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        correct = tf.reduce_sum(tf.cast(tf.argmax(probabilities, axis=1, output_type=tf.int32) == y, tf.float32))
+        totals.assign_add(tf.stack([loss, correct, tf.cast(tf.shape(y)[0], tf.float32)]))
+
+    @tf.function
+    def run_epoch(dataset, training: bool):
+        for x, y in dataset:
+            strategy.run(step, args=(x, y), kwargs={"training": training})  # training stays a Python bool
+
+    def measure(dataset, training: bool):
+        totals.assign(tf.zeros(3))
+        run_epoch(dataset, training)
+        return totals.read_value().numpy()  # one exchange between the workers per epoch
+
+    history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    for epoch in range(args.epochs):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        loss, correct, seen = measure(train_ds, training=True)
+        val_loss, val_correct, val_seen = measure(test_ds, training=False)
+        logs = {"loss": loss / seen, "accuracy": correct / seen, "val_loss": val_loss / val_seen}
+        logs["val_accuracy"] = val_correct / val_seen
+        for key, value in logs.items():
+            history[key].append(float(value))
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        print(f"Epoch {epoch + 1}/{args.epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
+    return history
 
 
 def make_callbacks(run, epoch_seconds: list[float]) -> list:
@@ -174,18 +339,22 @@ def make_callbacks(run, epoch_seconds: list[float]) -> list:
     return [EpochEnd()]
 
 
-def describe_devices() -> None:
-    import keras
+def describe_devices(backend: str) -> None:
+    if backend == "jax":
+        import jax
 
-    if keras.backend.backend() == "tensorflow":
+        gpus = [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    else:
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-            print(f"Training on GPU: {', '.join(names)}")
-            return
-    print("No GPU found: training on the CPU.")
+        gpus = [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")
+        ]
+    if gpus:
+        print(f"Training with Keras on {backend}, on GPU: {', '.join(gpus)}")
+    else:
+        print(f"Training with Keras on {backend}; no GPU found: training on the CPU.")
 
 
 def log_history_figure(run, history: dict, epochs: int) -> None:

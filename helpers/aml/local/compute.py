@@ -14,6 +14,7 @@ import subprocess
 import time
 
 from azureml.core.compute import AmlCompute as AzureAmlCompute
+from azureml.core.compute import ComputeTarget as AzureComputeTarget
 from azureml.exceptions import ComputeTargetException
 
 from helpers.aml.local._common import warn_ignored
@@ -188,3 +189,8 @@ def _gpus() -> list[str]:
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+# azureml-core's RunConfiguration keeps a target's name only for its own ComputeTarget types and silently
+# falls back to "local" for anything else: registering the twin makes ScriptRunConfig(compute_target=cluster) work.
+AzureComputeTarget.register(AmlCompute)

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from helpers.aml.local.runs import (
     STATUS_TAG,
     STRING_PREFIX,
     TERMINAL,
+    WORKER_LOG,
     utc_now,
 )
 from helpers.aml.local.store import LocalStore, read_json
@@ -89,7 +91,8 @@ class Supervisor:
         self.kinds: dict[str, str] = {}
         self.strings: dict[str, list] = {}
         self.columns: dict[str, set] = {}
-        self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []  # the script: one process, or one per worker
+        self.failed_log: str | None = None  # the log of the worker that failed a multi-worker run
         self.python = sys.executable  # or a built environment's interpreter (helpers.aml.local.envs)
         self.deadline = time.time() + float(self.spec.get("max_run_duration_seconds") or 2592000)
 
@@ -113,10 +116,10 @@ class Supervisor:
 
     # --- the states ------------------------------------------------------------------------
     def run(self) -> int:
-        slot = None
+        slots = []
         try:
             self.status("Queued")
-            slot = self.acquire_node()
+            slots = self.acquire_nodes(self.spec.get("workers", 1))
             self.status("Preparing")
             args, env = self.prepare()
             self.check_cancel()
@@ -147,30 +150,39 @@ class Supervisor:
             self.status("Failed", error=f"The local run supervisor failed: {exc!r}")
             return 1
         finally:
-            if slot is not None:
+            for slot in slots:
                 slot.release()
             self.log.close()
 
-    def acquire_node(self):
+    def acquire_nodes(self, count: int) -> list:
+        """One lock per node the run needs, taken all at once (a run never holds some while waiting)."""
         target = self.spec.get("target", "local")
         if target == "local":
-            return None
+            return []
         with self.store.db() as db:
             row = db.execute("SELECT max_nodes FROM compute WHERE name = ?", (target,)).fetchone()
         if row is None:
             raise RunFailed(f"Compute target {target!r} no longer exists in the local workspace.")
         slots = self.store.compute_slot_locks(target, int(row["max_nodes"]))
+        if count > len(slots):
+            raise RunFailed(f"The run needs {count} nodes; {target} has max_nodes={len(slots)}.")
         waited = False
         while True:
+            taken = []
             for lock in slots:
                 try:
                     lock.acquire(timeout=0)
-                    self.say(f"Got node {slots.index(lock)} of {len(slots)} on {target}")
-                    return lock
+                    taken.append(lock)
                 except Exception:  # noqa: BLE001  (filelock.Timeout: that node is busy)
                     continue
+                if len(taken) == count:
+                    nodes = ", ".join(str(slots.index(lock)) for lock in taken)
+                    self.say(f"Got node{'s' if count > 1 else ''} {nodes} of {len(slots)} on {target}")
+                    return taken
+            for lock in taken:
+                lock.release()
             if not waited:
-                self.say(f"All {len(slots)} nodes of {target} are busy: waiting in the queue")
+                self.say(f"Fewer than {count} of the {len(slots)} nodes of {target} are free: waiting in the queue")
                 waited = True
             self.check_cancel()
             time.sleep(POLL_S)
@@ -250,24 +262,61 @@ class Supervisor:
         )
         command = [self.python, self.spec["script"], *args]
         self.say(f"Running: {' '.join(command[1:])}")
-        self.proc = subprocess.Popen(
-            command, cwd=self.wd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
-        )  # fmt: skip
-        while self.proc.poll() is None:
+        workers = self.spec.get("workers", 1)
+        if workers == 1:
+            self.procs = [self.start(command, env, self.log)]
+        else:
+            self.procs = self.start_workers(command, env, workers)
+        failed = None
+        while failed is None and any(proc.poll() is None for proc in self.procs):
             self.ingest_events()
             self.check_cancel()
+            failed = next((i for i, proc in enumerate(self.procs) if proc.poll() not in (None, 0)), None)
             time.sleep(POLL_S)
         self.ingest_events()
-        self.say(f"Script exited with code {self.proc.returncode}")
-        return self.proc.returncode
+        if failed is None:
+            failed = next((i for i, proc in enumerate(self.procs) if proc.returncode != 0), None)
+        if failed is not None and workers > 1:
+            self.failed_log = WORKER_LOG.format(index=failed)
+            self.say(f"Worker {failed} exited with code {self.procs[failed].returncode}: stopping the other workers")
+            self.kill()
+        code = self.procs[failed].returncode if failed is not None else 0
+        self.say(f"Script exited with code {code}")
+        return code
+
+    def start(self, command: list[str], env: dict, log) -> subprocess.Popen:
+        return subprocess.Popen(
+            command, cwd=self.wd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+
+    def start_workers(self, command: list[str], env: dict, workers: int) -> list[subprocess.Popen]:
+        """A real TensorFlow cluster on 127.0.0.1: one process per worker, each with its own TF_CONFIG.
+
+        On Azure each worker has a node to itself; here they share this machine's cores,
+        so each gets an equal share of TensorFlow's threads instead of all of them.
+        """
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        procs = []
+        for index in range(workers):
+            tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+            worker_env = dict(env, TF_CONFIG=json.dumps({**tf_config, "environment": "cloud"}))
+            worker_env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+            worker_env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+            log_path = self.artifacts / WORKER_LOG.format(index=index)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "ab", buffering=0) as log:  # the child keeps its own copy of the file
+                procs.append(self.start(command, worker_env, log))
+            self.say(f"Worker {index} of {workers} at {addresses[index]}: log in {WORKER_LOG.format(index=index)}")
+        return procs
 
     def kill(self) -> None:
-        """End the script and everything it started."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        stop_process_group(self.proc.pid)
-        self.proc.wait()
+        """End the script (every worker) and everything it started."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                stop_process_group(proc.pid)
+                proc.wait()
 
     def finalize(self) -> None:
         self.ingest_events()
@@ -277,13 +326,14 @@ class Supervisor:
                 shutil.copytree(src, self.artifacts / folder, dirs_exist_ok=True)
 
     def error_lines(self, code: int) -> str:
-        """The script's own error: its last traceback, else the last lines it printed."""
-        text = (self.artifacts / DRIVER_LOG).read_text(errors="replace")
+        """The script's own error (from the failed worker's log): its last traceback, else its last lines."""
+        text = (self.artifacts / (self.failed_log or DRIVER_LOG)).read_text(errors="replace")
         script_part = text.split("] Running: ", 1)[-1]
         lines = [ln for ln in script_part.splitlines() if not re.match(r"^\[\d{4}-\d\d-\d\d [\d:]+\] ", ln)]
         start = max((i for i, ln in enumerate(lines) if ln.startswith("Traceback")), default=None)
         tail = lines[start:] if start is not None else lines[-15:]
-        return f"Script {self.spec['script']} exited with code {code}:\n" + "\n".join(tail[-40:])
+        who = f"{self.spec['script']} ({self.failed_log})" if self.failed_log else self.spec["script"]
+        return f"Script {who} exited with code {code}:\n" + "\n".join(tail[-40:])
 
     # --- metrics and files the script logged ----------------------------------------------------
     def ingest_events(self) -> None:
@@ -364,6 +414,18 @@ class Supervisor:
         if self.kinds.get(name) != kind:
             self.kinds[name] = kind
             tags[KIND_PREFIX + name] = kind
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on now (the workers bind them a moment later)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _is_number(value) -> bool:

@@ -38,6 +38,8 @@ MLFLOW_STATUS = {
     "Canceled": "KILLED",
 }
 DRIVER_LOG = "user_logs/std_log.txt"
+#: Each worker's output in a multi-worker run, named as on Azure ML.
+WORKER_LOG = "user_logs/std_log_process_{index}.txt"
 STATUS_TAG = "azureml.status"
 KIND_PREFIX = "azureml.metrickind."
 STRING_PREFIX = "azureml.metricstr."
@@ -253,9 +255,9 @@ class Run:
                 "arguments": self._spec.get("display_arguments", []),
                 "target": self._spec.get("target", "local"),
                 "environment": self._spec.get("environment", {}),
-                "nodeCount": 1,
+                "nodeCount": self._spec.get("workers", 1),
             },
-            "logFiles": {self._log_name: str(self._artifacts / self._log_name)},
+            "logFiles": {name: str(self._artifacts / name) for name in self._log_names},
             "submittedBy": self._spec.get("submitted_by"),
         }
         if tags.get("azureml.cancel_reason"):
@@ -265,14 +267,20 @@ class Run:
             details["error"] = {"error": {"code": "UserError", "message": error}}
         return details
 
+    @property
+    def _log_names(self) -> list[str]:
+        """The run's log, then each worker's in a multi-worker run."""
+        workers = self._spec.get("workers", 1)
+        return [self._log_name] + ([WORKER_LOG.format(index=i) for i in range(workers)] if workers > 1 else [])
+
     def get_details_with_logs(self) -> dict:
         details = self.get_details()
-        details["logFiles"] = {self._log_name: self._read_log()}
+        details["logFiles"] = {name: self._read_log(name) for name in self._log_names}
         return details
 
-    def _read_log(self) -> str:
+    def _read_log(self, name: str | None = None) -> str:
         try:
-            return (self._artifacts / self._log_name).read_text(errors="replace")
+            return (self._artifacts / (name or self._log_name)).read_text(errors="replace")
         except FileNotFoundError:
             return ""
 

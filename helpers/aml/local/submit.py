@@ -33,8 +33,7 @@ def script_run_spec(experiment, config) -> dict:
     if not config.script or not (source / config.script).is_file():
         raise UserErrorException(f"Script {config.script!r} not found in source_directory {source}.")
     rc = config.run_config
-    if rc.node_count and rc.node_count > 1:
-        warn_ignored("ScriptRunConfig", "distributed_job_config", "runs as a single process locally")
+    workers = _worker_count(experiment.workspace, rc)
     arguments, display, inputs = [], [], []
     for arg in config.arguments or []:
         encoded = _encode_argument(arg)
@@ -54,7 +53,32 @@ def script_run_spec(experiment, config) -> dict:
         "target": _target_name(experiment.workspace, rc.target),
         "environment": _environment_spec(rc.environment),
         "max_run_duration_seconds": rc.max_run_duration_seconds or DEFAULT_DURATION,
+        "workers": workers,
     }
+
+
+def _worker_count(workspace, rc) -> int:
+    """How many processes the run starts: ``worker_count`` for TensorFlow multi-worker runs, else 1."""
+    if not rc.node_count or rc.node_count <= 1:
+        return 1
+    if rc.framework != "TensorFlow":
+        warn_ignored("ScriptRunConfig", "distributed_job_config", f"{rc.framework} jobs run as one process locally")
+        return 1
+    if rc.tensorflow.parameter_server_count:
+        raise UserErrorException(
+            f"TensorflowConfiguration(parameter_server_count={rc.tensorflow.parameter_server_count}): the local "
+            "workspace runs MultiWorkerMirroredStrategy clusters only; pass parameter_server_count=0."
+        )
+    workers = int(rc.tensorflow.worker_count)
+    target = _target_name(workspace, rc.target)
+    if target != "local":
+        max_nodes = workspace.compute_targets[target]._row["max_nodes"]
+        if workers > max_nodes:
+            raise UserErrorException(
+                f"worker_count={workers} needs {workers} nodes, but cluster {target!r} has max_nodes={max_nodes}: "
+                "ask for fewer workers or scale the cluster up (notebook 02-compute)."
+            )
+    return workers
 
 
 def _encode_argument(arg):
