@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 2>/dev/null)
 
-.PHONY: help install run test lint lab mlflow-ui bench-serve clean
+.PHONY: help install run test lint lab mlflow-ui bench bench-serve clean
 
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
 	@echo "make lab   - open JupyterLab on the project's environment"
+	@echo "make bench - time training: the original script's port against ours, 1 worker against 2"
 	@echo "make bench-serve - measure the local web service: requests/s and latency"
 	@echo "make mlflow-ui - browse the local workspace's runs and models in the MLflow UI"
 
@@ -35,6 +36,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	@if [ -n "$(NOTEBOOKS)" ]; then $(VENV)/bin/nbstripout --verify $(NOTEBOOKS); fi
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/train.py
 
 bench-serve: $(STAMP)
 	$(PY) benchmarks/serve.py
