@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 2>/dev/null)
 
-.PHONY: help install run test lint lab mlflow-ui bench bench-serve clean
+.PHONY: help install run test test-browser chromium lint lab mlflow-ui bench bench-serve clean
 
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
+	@echo "make test-browser - run notebooks 00-05 in JupyterLab in Chromium, check what renders, save screenshots"
 	@echo "make lab   - open JupyterLab on the project's environment"
 	@echo "make bench - time training: the original script's port against ours, 1 worker against 2"
 	@echo "make bench-serve - measure the local web service: requests/s and latency"
@@ -36,6 +37,20 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	@if [ -n "$(NOTEBOOKS)" ]; then $(VENV)/bin/nbstripout --verify $(NOTEBOOKS); fi
 	$(PY) -m pytest
+
+CHROMIUM ?= /usr/bin/chromium
+
+test-browser: $(STAMP) chromium
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m browser tests/test_browser.py --no-cov
+
+# Playwright drives the system's Chromium: install Debian's package when it is missing and we may.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y chromium; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get install -y chromium; \
+	  else echo "Chromium is needed at $(CHROMIUM): install it (Debian/Ubuntu: sudo apt install chromium)," \
+	    "or run make test-browser CHROMIUM=/path/to/chromium"; exit 1; fi; \
+	fi
 
 bench: $(STAMP)
 	$(PY) benchmarks/train.py

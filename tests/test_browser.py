@@ -1,0 +1,226 @@
+"""The walkthrough in a real browser: JupyterLab + Chromium, notebooks 00 to 05 run as a person runs them.
+
+Run with ``make test-browser`` (``make test`` deselects it: it is marked ``browser``).
+It starts JupyterLab from the project's environment on 127.0.0.1 with a random port
+and token, on a temporary copy of ``notebooks/`` and ``scripts/`` (so autosave never
+touches the repository) and a fresh local workspace (the session's, from conftest.py).
+Playwright drives the system's Chromium (``CHROMIUM``, default ``/usr/bin/chromium``;
+nothing is downloaded). For each notebook it runs all cells from the Run menu, waits
+for the kernel to finish, and checks what a person would see: no cell shows an error,
+every plot is an image that loaded, and 03-train's RunDetails is a live widget that
+ends Completed. A screenshot of each notebook, scrolled to its key output, goes to
+``build/screenshots/``. The server and the browser are stopped even when a check fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from support import PROJECT
+
+from helpers.aml.local._common import stop_process_group
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOKS = [
+    "00-setup.ipynb",
+    "01-dataset.ipynb",
+    "02-compute.ipynb",
+    "03-train.ipynb",
+    "04-register.ipynb",
+    "05-download-and-validate.ipynb",
+]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = PROJECT / "build" / "screenshots"
+NOTEBOOK_TIMEOUT_S = int(os.environ.get("BROWSER_NOTEBOOK_TIMEOUT", "900"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a copy of the notebooks; yields its base URL and token; stops it and checks the port is free."""
+    root = tmp_path_factory.mktemp("lab")
+    for folder in ("notebooks", "scripts"):
+        shutil.copytree(PROJECT / folder, root / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    settings = root / "settings" / "@jupyterlab"
+    for extension, plugin, value in [
+        ("apputils-extension", "notification", '{"fetchNews": "false"}'),  # no news toast over the screenshots
+        ("notebook-extension", "tracker", '{"autoStartDefaultKernel": true}'),  # no kernel chooser dialog
+    ]:
+        (settings / extension).mkdir(parents=True, exist_ok=True)
+        (settings / extension / f"{plugin}.jupyterlab-settings").write_text(value)
+    env = dict(
+        os.environ,
+        JUPYTERLAB_SETTINGS_DIR=str(root / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"),
+        JUPYTER_CONFIG_DIR=str(root / "config"),
+        JUPYTER_RUNTIME_DIR=str(root / "runtime"),
+    )
+    port, token = _free_port(), secrets.token_hex(24)
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI machines often run as root
+    log = open(root / "jupyterlab.log", "wb")
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not start; its log:\n{(root / 'jupyterlab.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        stop_process_group(server.pid)  # the server and the kernels it started
+        server.wait()
+        log.close()
+        assert not _listening(port), f"something still listens on port {port} after JupyterLab was stopped"
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install it (`sudo apt install chromium`) or set CHROMIUM.")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+
+
+def run_all(page, base: str, token: str, name: str) -> None:
+    """Open a notebook, choose Run > Run All Cells, wait until every code cell has run and the kernel is idle."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(f"{base}/lab/tree/notebooks/{name}?reset&token={token}")  # reset: only this notebook open
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
+    notebook = _notebook(page)
+    # The kernel starts with the notebook; cells queued before it has settled can be dropped. Wait until
+    # it has been idle for a few seconds in a row.
+    settled, deadline = 0, time.monotonic() + 120
+    while settled < 3 and time.monotonic() < deadline:
+        settled = settled + 1 if _idle(page) else 0
+        time.sleep(1)
+    prompts = notebook.locator(".jp-CodeCell .jp-InputPrompt")
+    for _ in range(10):  # the menu item does nothing until the kernel is connected: try again until cells queue
+        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+        try:
+            page.wait_for_function(
+                "els => els.some(e => e.textContent.trim() !== '[ ]:')", arg=prompts.element_handles(), timeout=5_000
+            )
+            break
+        except PlaywrightTimeout:
+            continue
+    deadline = time.monotonic() + NOTEBOOK_TIMEOUT_S
+    while time.monotonic() < deadline:
+        texts = prompts.all_text_contents()
+        if texts and all(t.strip() not in ("[ ]:", "[*]:", "") for t in texts) and _idle(page):
+            return
+        if _error_cells(page):
+            return  # a failed cell stops Run All: the checks below name it
+        time.sleep(1)
+    pytest.fail(f"{name}: the cells did not finish within {NOTEBOOK_TIMEOUT_S} s")
+
+
+def _notebook(page):
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
+
+
+def _idle(page) -> bool:
+    status = page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status")
+    return status == "idle"
+
+
+def _error_cells(page) -> list[str]:
+    """'cell N (first line of its code): error' for each code cell that shows an error.
+
+    JupyterLab renders an error like stderr text; unlike a warning, it carries IPython's traceback.
+    """
+    found = []
+    for index, cell in enumerate(_notebook(page).locator(".jp-CodeCell").all(), start=1):
+        for output in cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all():
+            text = output.text_content() or ""
+            if "Traceback (most recent call last)" in text:
+                first_line = (cell.locator(".jp-InputArea-editor .cm-line").first.text_content() or "").strip()
+                message = [ln for ln in text.strip().splitlines() if ln.strip()]
+                found.append(f"cell {index} ({first_line[:60]!r}) raised {message[-1] if message else 'an error'}")
+    return found
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_jupyterlab(lab, page, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        check_notebook(lab, page, name)
+    except BaseException:
+        page.screenshot(path=str(SCREENSHOTS / name.replace(".ipynb", "-failed.png")))  # what the browser showed
+        raise
+
+
+def check_notebook(lab, page, name):
+    base, token = lab
+    run_all(page, base, token, name)
+    notebook = _notebook(page)
+
+    errors = _error_cells(page)
+    assert not errors, f"{name}: " + "; ".join(errors)
+
+    # Plots: images that loaded, never a "<Figure size ...>" text in their place.
+    images = notebook.locator(".jp-OutputArea-output img")
+    expects_plot = "plots." in (PROJECT / "notebooks" / name).read_text()
+    if expects_plot:
+        assert images.count() >= 1, f"{name}: no plot was rendered as an image"
+    for i in range(images.count()):
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0"), f"{name}: image {i} is broken"
+    texts = " ".join(notebook.locator(".jp-OutputArea-output[data-mime-type='text/plain']").all_text_contents())
+    assert "<Figure size" not in texts, f"{name}: a plot was shown as text"
+
+    key = images.last if images.count() else notebook.locator(".jp-OutputArea-output").last
+    if name == "03-train.ipynb":
+        key = _check_run_details(page, notebook)
+    key.scroll_into_view_if_needed()
+    page.wait_for_timeout(1_000)  # let the cells scrolled into view paint
+    page.screenshot(path=str(SCREENSHOTS / name.replace(".ipynb", ".png")))
+
+
+def _check_run_details(page, notebook):
+    """RunDetails rendered as a widget (not its text fallback) and shows Completed once the run has ended."""
+    widget = notebook.locator(".jp-OutputArea-output .widget-vbox").first
+    assert widget.count(), "03-train: RunDetails did not render as a widget"
+    fallback = " ".join(notebook.locator(".jp-OutputArea-output").all_text_contents())
+    assert "VBox(children=" not in fallback, "03-train: RunDetails shows its text fallback"
+    from playwright.sync_api import expect
+
+    # The view refreshes every 2 s from a kernel thread, replacing the element each time: re-query until Completed.
+    expect(widget.locator(".aml-run-status")).to_have_text("Completed", timeout=60_000)
+    return widget
