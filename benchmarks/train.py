@@ -121,7 +121,7 @@ def run_processes(commands: list[tuple[list[str], dict]], log: Path) -> int:
 
 
 def run_setup(name: str, folder: Path, epochs: int, work: Path) -> dict:
-    from helpers.aml.local.executor import free_ports
+    from helpers.aml.local.executor import worker_environments
 
     out = work / f"{name}-{time.monotonic_ns()}"
     script = [sys.executable, str(PROJECT / "scripts" / "keras_mnist.py"), "--data-folder", str(folder)]
@@ -129,14 +129,8 @@ def run_setup(name: str, folder: Path, epochs: int, work: Path) -> dict:
     if name == "a":
         port = [sys.executable, str(PROJECT / "benchmarks" / "original_keras_port.py"), "--data-folder", str(folder)]
         commands = [(port + ["--epochs", str(epochs), "--output-json", str(out.with_suffix(".json"))], {})]
-    elif name == "c":
-        addresses = [f"127.0.0.1:{p}" for p in free_ports(2)]
-        threads = str(max(1, (os.cpu_count() or 1) // 2))  # as the local workspace gives each worker
-        commands = []
-        for index in range(2):
-            tf_config = json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
-            env = {"TF_CONFIG": tf_config, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1"}
-            commands.append((script + ["--output-dir", str(out)], env))
+    elif name == "c":  # the same cluster of processes the local workspace starts
+        commands = [(script + ["--output-dir", str(out)], env) for env in worker_environments(dict(os.environ), 2)]
     else:
         backend = ["--backend", "tensorflow"] if name == "b-tf" else []
         commands = [(script + backend + ["--output-dir", str(out)], {})]

@@ -267,15 +267,12 @@ class Supervisor:
             self.procs = [self.start(command, env, self.log)]
         else:
             self.procs = self.start_workers(command, env, workers)
-        failed = None
-        while failed is None and any(proc.poll() is None for proc in self.procs):
+        while self.first_failure() is None and any(proc.poll() is None for proc in self.procs):
             self.ingest_events()
             self.check_cancel()
-            failed = next((i for i, proc in enumerate(self.procs) if proc.poll() not in (None, 0)), None)
             time.sleep(POLL_S)
         self.ingest_events()
-        if failed is None:
-            failed = next((i for i, proc in enumerate(self.procs) if proc.returncode != 0), None)
+        failed = self.first_failure()  # read again: a process may have ended between the two checks above
         if failed is not None and workers > 1:
             self.failed_log = WORKER_LOG.format(index=failed)
             self.say(f"Worker {failed} exited with code {self.procs[failed].returncode}: stopping the other workers")
@@ -290,25 +287,20 @@ class Supervisor:
             env=env, start_new_session=True,
         )  # fmt: skip
 
-    def start_workers(self, command: list[str], env: dict, workers: int) -> list[subprocess.Popen]:
-        """A real TensorFlow cluster on 127.0.0.1: one process per worker, each with its own TF_CONFIG.
+    def first_failure(self) -> int | None:
+        """The index of the first script process that exited with an error, if any."""
+        return next((i for i, proc in enumerate(self.procs) if proc.poll() not in (None, 0)), None)
 
-        On Azure each worker has a node to itself; here they share this machine's cores,
-        so each gets an equal share of TensorFlow's threads instead of all of them.
-        """
-        addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
-        threads = str(max(1, (os.cpu_count() or 1) // workers))
+    def start_workers(self, command: list[str], env: dict, workers: int) -> list[subprocess.Popen]:
+        """A real TensorFlow cluster on 127.0.0.1: one process per worker, each logging to its own file."""
         procs = []
-        for index in range(workers):
-            tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-            worker_env = dict(env, TF_CONFIG=json.dumps({**tf_config, "environment": "cloud"}))
-            worker_env.setdefault("TF_NUM_INTRAOP_THREADS", threads)
-            worker_env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        for index, worker_env in enumerate(worker_environments(env, workers)):
             log_path = self.artifacts / WORKER_LOG.format(index=index)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab", buffering=0) as log:  # the child keeps its own copy of the file
                 procs.append(self.start(command, worker_env, log))
-            self.say(f"Worker {index} of {workers} at {addresses[index]}: log in {WORKER_LOG.format(index=index)}")
+            address = json.loads(worker_env["TF_CONFIG"])["cluster"]["worker"][index]
+            self.say(f"Worker {index} of {workers} at {address}: log in {WORKER_LOG.format(index=index)}")
         return procs
 
     def kill(self) -> None:
@@ -414,6 +406,27 @@ class Supervisor:
         if self.kinds.get(name) != kind:
             self.kinds[name] = kind
             tags[KIND_PREFIX + name] = kind
+
+
+def worker_environments(env: dict, workers: int) -> list[dict]:
+    """``env`` for each worker of a TensorFlow cluster on 127.0.0.1, with its own ``TF_CONFIG``.
+
+    On Azure each worker has a node to itself; here they share this machine's cores,
+    so each gets an equal share of TensorFlow's threads (unless ``env`` sets them).
+    """
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    return [
+        {
+            "TF_NUM_INTRAOP_THREADS": threads,
+            "TF_NUM_INTEROP_THREADS": "1",
+            **env,
+            "TF_CONFIG": json.dumps(
+                {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}, "environment": "cloud"}
+            ),
+        }
+        for i in range(workers)
+    ]
 
 
 def free_ports(count: int) -> list[int]:
