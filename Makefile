@@ -6,9 +6,19 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The project's lock (make lock writes it from uv.lock); make install installs exactly these versions.
+LOCK := locks/project.txt
+# A folder of package files (make wheelhouse fills it). When there is one, every install (the project's and
+# the job environments') uses it alone: no index, no network. WHEELHOUSE= (empty) uses the index instead.
+WHEELHOUSE ?= $(wildcard $(CURDIR)/wheelhouse)
+override WHEELHOUSE := $(abspath $(WHEELHOUSE))
+export WHEELHOUSE
+FROM = $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE))
+# make install builds the job environments the local workspace needs (the Chainer track's): JOB_ENVS=no skips it
+JOB_ENVS ?= yes
 NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 2>/dev/null)
 
-.PHONY: help install run test test-browser chromium lint lab mlflow-ui bench bench-serve clean
+.PHONY: help install run test test-browser chromium lint lab mlflow-ui bench bench-serve clean lock lock-upgrade wheelhouse
 
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
@@ -18,13 +28,20 @@ help:
 	@echo "make bench - time training: the original script's port against ours, 1 worker against 2"
 	@echo "make bench-serve - measure the local web service: requests/s and latency"
 	@echo "make mlflow-ui - browse the local workspace's runs and models in the MLflow UI"
+	@echo "make lock  - update the lock files (locks/, uv.lock) after changing pyproject.toml or scripts/*-env.yml"
+	@echo "make lock-upgrade - move every lock to the newest versions the bounds allow"
+	@echo "make wheelhouse - gather every package file (and MNIST) into wheelhouse/ for installs with no network"
 
-# Re-install only when the dependency list changes; otherwise this is a no-op.
-$(STAMP): pyproject.toml
+# Re-install only when the dependencies or their locks change; otherwise this is a no-op.
+# Installs the lock (exact versions, hash-checked), then the project itself, then builds the job environments.
+$(STAMP): pyproject.toml $(wildcard locks/*.txt)
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "Python 3.11 is needed, found %d.%d at $(PYTHON): install 3.11 or run make PYTHON=/path/to/python3.11" % v)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -e '.[dev]'
+	@if [ -n "$(WHEELHOUSE)" ]; then echo "Installing from the wheelhouse $(WHEELHOUSE) only (no network)"; fi
+	$(PY) -m pip install --quiet --disable-pip-version-check $(FROM) "$$(sed -n 's/^\(uv==[^ ;]*\).*/\1/p' $(LOCK))"
+	$(VENV)/bin/uv pip install --python $(PY) $(FROM) -r $(LOCK)
+	$(VENV)/bin/uv pip install --python $(PY) $(FROM) --no-deps -e .
+	@if [ "$(JOB_ENVS)" = yes ]; then $(PY) -m helpers.locks prepare; fi
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -68,5 +85,15 @@ lab: $(STAMP)
 mlflow-ui: $(STAMP)
 	$(PY) -m helpers.aml.local.mlflow_ui
 
+lock: $(STAMP)
+	$(PY) -m helpers.locks update
+
+lock-upgrade: $(STAMP)
+	$(PY) -m helpers.locks upgrade
+
+wheelhouse: $(STAMP)
+	$(PY) -m helpers.wheelhouse $(or $(WHEELHOUSE),$(CURDIR)/wheelhouse)
+
 clean:
 	rm -rf build .pytest_cache
+

@@ -18,6 +18,15 @@ uses this machine's Python).  Conda-only packages and Docker images are not.
 Legacy source packages are built with ``setuptools<70`` (``BUILD_CONSTRAINTS``):
 Chainer 7.8.1's ``setup.py`` imports ``pkg_resources``, which newer setuptools
 dropped.  The cache is ``AZUREML_ENV_CACHE``, else ``envs/`` in the user cache.
+
+Locked builds: when the project's ``locks/`` folder (``AZUREML_ENV_LOCKS``) holds
+``<environment name>.txt`` made from the same packages (``make lock`` writes it,
+with a ``requirements key`` line), the build installs exactly that file, every
+package hash-checked, instead of resolving.  A lock made from other packages is
+reported as out of date and the build resolves as before.  With a wheelhouse
+(``WHEELHOUSE``, else ``wheelhouse/`` in the project when it exists: ``make
+wheelhouse`` fills it) every build installs from that folder alone and needs no
+network.
 """
 
 from __future__ import annotations
@@ -52,6 +61,60 @@ def cache_root() -> Path:
     return Path(pooch.os_cache("azureml-keras-mnist")) / "envs"
 
 
+def project_root() -> Path | None:
+    """The folder with the project's pyproject.toml above this file (None for an installed copy)."""
+    for folder in Path(__file__).resolve().parents:
+        if (folder / "pyproject.toml").is_file() and (folder / "helpers").is_dir():
+            return folder
+    return None
+
+
+def locks_dir() -> Path | None:
+    """Where job-environment locks live: ``AZUREML_ENV_LOCKS``, else the project's ``locks/``."""
+    env = os.environ.get("AZUREML_ENV_LOCKS")
+    if env:
+        return Path(env).expanduser()
+    root = project_root()
+    return root / "locks" if root else None
+
+
+def wheelhouse() -> Path | None:
+    """The folder of package files to install from with no index: ``WHEELHOUSE`` (empty: none),
+    else the project's ``wheelhouse/`` when it exists."""
+    if "WHEELHOUSE" in os.environ:
+        value = os.environ["WHEELHOUSE"].strip()
+        return Path(value).expanduser().resolve() if value else None
+    root = project_root()
+    return root / "wheelhouse" if root and (root / "wheelhouse").is_dir() else None
+
+
+def requirements(env: dict) -> list[str]:
+    """The requirements a lock for ``env`` is made from: the conda packages pip also has, then the pip ones."""
+    recipe = _recipe(env)
+    return list(dict.fromkeys(recipe["first"] + recipe["pip"]))
+
+
+def requirements_key(env: dict) -> str:
+    """A hash of what a lock for ``env`` was made from; the lock file records it."""
+    recipe = _recipe(env)
+    made_from = {"python": recipe["python"], "requirements": requirements(env),
+                 "build_constraints": recipe["build_constraints"]}  # fmt: skip
+    return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lock_path(env: dict) -> Path | None:
+    folder = locks_dir()
+    return folder / f"{env['name']}.txt" if folder else None
+
+
+def lock_for(env: dict) -> Path | None:
+    """The lock file made from exactly ``env``'s packages, or None (no lock, or one for other packages)."""
+    path = lock_path(env)
+    if path and path.is_file() and f"# requirements key: {requirements_key(env)}" in path.read_text():
+        return path
+    return None
+
+
 def _requirement(line: str) -> str:
     from packaging.requirements import Requirement
 
@@ -67,8 +130,7 @@ def _conda_as_pip(spec: str) -> str:
     return spec
 
 
-def plan(env: dict) -> dict:
-    """What a built environment installs: first the conda packages pip also has, then the pip packages."""
+def _recipe(env: dict) -> dict:
     conda = [c for c in env.get("conda", []) if c.split("=")[0].split("<")[0].split(">")[0].strip() not in NOT_PIP]
     return {
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
@@ -76,6 +138,16 @@ def plan(env: dict) -> dict:
         "pip": [_requirement(p) for p in env.get("pip", [])],
         "build_constraints": BUILD_CONSTRAINTS,
     }
+
+
+def plan(env: dict) -> dict:
+    """What a built environment installs: first the conda packages pip also has, then the pip packages;
+    with a lock for them, exactly the lock (``lock``: its file and a hash of its content)."""
+    recipe = _recipe(env)
+    lock = lock_for(env)
+    if lock:
+        recipe["lock"] = {"file": lock.name, "sha256": hashlib.sha256(lock.read_bytes()).hexdigest()[:16]}
+    return recipe
 
 
 def key(env: dict) -> str:
@@ -108,16 +180,40 @@ def ensure(env: dict, say) -> str:
         constraints.write_text("\n".join(recipe["build_constraints"]) + "\n")
         steps = [[uv, "venv", "--python", sys.executable, str(folder)]]
         py = str(python_of(folder))
-        if recipe["first"]:
-            steps.append([uv, "pip", "install", "--python", py, *recipe["first"]])
-        if recipe["pip"]:
-            steps.append([uv, "pip", "install", "--python", py, "--build-constraint", str(constraints), *recipe["pip"]])
+        source = _source(env, recipe, say)
+        if "lock" in recipe:
+            lock = lock_for(env)
+            steps.append(
+                [uv, "pip", "sync", "--python", py, "--build-constraint", str(constraints), *source, str(lock)]
+            )
+        else:
+            if recipe["first"]:
+                steps.append([uv, "pip", "install", "--python", py, *source, *recipe["first"]])
+            if recipe["pip"]:
+                steps.append([uv, "pip", "install", "--python", py, "--build-constraint", str(constraints), *source,
+                              *recipe["pip"]])  # fmt: skip
         for step in steps:
             _run(step, say)
         done.write_text(json.dumps({"built": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - start,
                                     "plan": recipe}, indent=2))  # fmt: skip
         say(f"Built environment {env['name']!r} in {time.time() - start:.0f} s")
         return py
+
+
+def _source(env: dict, recipe: dict, say) -> list[str]:
+    """Say where the packages come from; the installer's flags for a wheelhouse (none: the index)."""
+    if "lock" in recipe:
+        say(f"Installing the lock {lock_for(env)}: exact versions, every package hash-checked")
+    elif lock_path(env) and lock_path(env).is_file():
+        say(f"Warning: {lock_path(env)} was made from other packages than {env['name']!r} now lists: "
+            "resolving them instead (run `make lock` to lock them)")  # fmt: skip
+    house = wheelhouse()
+    if house is None:
+        return []
+    if not house.is_dir():
+        raise EnvironmentBuildError(f"The wheelhouse {house} (WHEELHOUSE) is not a folder: make wheelhouse fills one")
+    say(f"Installing from the wheelhouse {house} only (no index, no network)")
+    return ["--no-index", "--find-links", str(house)]
 
 
 def _run(command: list[str], say) -> None:
@@ -133,4 +229,10 @@ def _run(command: list[str], say) -> None:
     if proc.wait() != 0:
         tail = "\n".join(lines[-25:])
         tool = Path(command[0]).name
-        raise EnvironmentBuildError(f"Building the environment failed ({tool} exit {proc.returncode}):\n{tail}")
+        hint = ""
+        if "--no-index" in command:
+            hint = (
+                f"\nThe wheelhouse {command[command.index('--find-links') + 1]} lacks a package it needs: "
+                "rebuild it with `make wheelhouse` where the network works, or set WHEELHOUSE= to use the index."
+            )
+        raise EnvironmentBuildError(f"Building the environment failed ({tool} exit {proc.returncode}):\n{tail}{hint}")

@@ -1,0 +1,220 @@
+"""Lock files for every environment the project installs, and the install-time preparation.
+
+    python -m helpers.locks update    # make lock: lock what changed, keep the other versions
+    python -m helpers.locks upgrade   # make lock-upgrade: newest versions the bounds allow
+    python -m helpers.locks check     # are the locks in step with pyproject.toml and scripts/*-env.yml? (no network)
+    python -m helpers.locks prepare   # make install's last step: build the job environments, copy MNIST
+
+The locks (all in ``locks/``, all hash-checked, all for Python 3.11 on Linux and macOS):
+
+- ``uv.lock`` (project root) is the project's lock, from ``pyproject.toml`` with the
+  ``dev`` extra; ``locks/project.txt`` is its export, which ``make install`` installs
+  (``pip install -r`` reads it too), and ``locks/runtime.txt`` the same without the
+  test tools (for compute instances: ``environment.yml``).
+- ``locks/build.txt``: the build tools for source packages (setuptools for the
+  project itself and for Chainer's source package, whose legacy build asks for ``wheel``).
+- ``locks/<environment>.txt`` for each ``scripts/*-env.yml`` whose packages the
+  project's lock does not satisfy (today the Chainer job's): the local workspace
+  builds that environment from it (``helpers/aml/local/envs.py``).  The scoring
+  and training environments are satisfied by the project's own, so they get none.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCKS = ROOT / "locks"
+UV_LOCK = ROOT / "uv.lock"
+PROJECT_LOCK = LOCKS / "project.txt"
+BUILD_LOCK = LOCKS / "build.txt"
+#: setuptools for the project (>=68) and Chainer 7.8.1's setup.py (<70, which still has pkg_resources).
+BUILD_REQUIREMENTS = ["setuptools>=68,<70", "wheel"]
+PYTHON = "3.11"
+RUNTIME_LOCK = LOCKS / "runtime.txt"
+#: uv export's flags for each export of uv.lock: with the test tools (make install), and without (compute instances)
+EXPORTS = {PROJECT_LOCK: ["--extra", "dev"], RUNTIME_LOCK: []}
+EXPORT_FLAGS = ["--frozen", "--no-emit-project", "--quiet"]
+
+
+def env_files() -> list[Path]:
+    return sorted((ROOT / "scripts").glob("*-env.yml"))
+
+
+def read_env(path: Path) -> dict:
+    """The environment a notebook makes from ``path`` (azureml-core's own parsing), as the local workspace sees it."""
+    import yaml
+    from azureml.core import Environment
+
+    name = yaml.safe_load(path.read_text())["name"]
+    deps = Environment.from_conda_specification(name, str(path)).python.conda_dependencies
+    return {"name": name, "pip": list(deps.pip_packages), "conda": list(deps.conda_packages)}
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """``{normalised name: version}`` of a requirements-style lock."""
+    from packaging.utils import canonicalize_name
+
+    found = {}
+    for line in lock.read_text().splitlines():
+        if line[:1].isalnum() and "==" in line:
+            name, _, rest = line.partition("==")
+            found[canonicalize_name(name.split("[")[0])] = rest.split(";")[0].split()[0].rstrip("\\").strip()
+    return found
+
+
+def unsatisfied(env: dict, lock: Path = PROJECT_LOCK) -> list[str]:
+    """The requirements of ``env`` that the versions in ``lock`` do not meet (extras are not checked,
+    as the local workspace does not check them)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from helpers.aml.local import envs
+
+    have = pins(lock)
+    missing = []
+    for line in envs.requirements(env):
+        req = Requirement(line)
+        version = have.get(canonicalize_name(req.name))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            missing.append(line)
+    return missing
+
+
+def job_envs() -> list[dict]:
+    """The environments that get a lock of their own: those the project's lock does not satisfy."""
+    return [env for env in map(read_env, env_files()) if unsatisfied(env)]
+
+
+def _uv() -> str:
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+def _run(command: list, **kwargs) -> None:
+    print("$ " + " ".join(Path(str(command[0])).name if i == 0 else str(c) for i, c in enumerate(command)), flush=True)
+    subprocess.run([str(c) for c in command], check=True, cwd=ROOT, **kwargs)
+
+
+def compile_lock(requirements: list[str], out: Path, header: str = "", upgrade: bool = False) -> None:
+    """Lock ``requirements`` into ``out`` for Python 3.11 on every platform, with hashes.  Versions
+    already in ``out`` are kept unless ``upgrade`` (``uv pip compile`` prefers them)."""
+    from helpers.aml.local import envs
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    constraints = out.parent / f".{out.stem}.build-constraints.txt"
+    constraints.write_text("\n".join(envs.BUILD_CONSTRAINTS) + "\n")
+    try:
+        flags = ["--universal", "--python-version", PYTHON, "--generate-hashes", "--no-header", "--quiet"]
+        _run([_uv(), "pip", "compile", "-", *flags, "--build-constraint", constraints, "-o", out,
+              *(["--upgrade"] if upgrade else [])], input="\n".join(requirements) + "\n", text=True)  # fmt: skip
+    finally:
+        constraints.unlink(missing_ok=True)
+    out.write_text(header + out.read_text())
+
+
+def lock_job_env(env: dict, lock: Path, source: Path | None = None, upgrade: bool = False) -> None:
+    """Lock a job environment's packages into ``lock``, with the key the local workspace matches it by."""
+    from helpers.aml.local import envs
+
+    made_from = f" ({source.relative_to(ROOT)})" if source else ""
+    header = (f"# The job environment {env['name']!r}{made_from}: make lock writes this file.\n"
+              f"# requirements key: {envs.requirements_key(env)}\n"
+              + "".join(f"#   {line}\n" for line in envs.requirements(env)))  # fmt: skip
+    compile_lock(envs.requirements(env), lock, header, upgrade)
+
+
+def update(upgrade: bool = False) -> None:
+    """``make lock`` / ``make lock-upgrade``: write every lock."""
+
+    _run([_uv(), "lock", *(["--upgrade"] if upgrade else [])])
+    PROJECT_LOCK.parent.mkdir(exist_ok=True)
+    for export, extras in EXPORTS.items():
+        _run([_uv(), "export", *EXPORT_FLAGS, *extras, "-o", export.relative_to(ROOT)])
+    compile_lock(BUILD_REQUIREMENTS, BUILD_LOCK, "# Build tools for source packages: make lock writes this file\n",
+                 upgrade)  # fmt: skip
+    for path in env_files():
+        env = read_env(path)
+        lock = LOCKS / f"{env['name']}.txt"
+        if not unsatisfied(env):
+            print(f"{path.name}: the project's lock satisfies it, no lock of its own")
+            lock.unlink(missing_ok=True)
+            continue
+        lock_job_env(env, lock, path, upgrade)
+        print(f"{path.name}: locked in {lock.relative_to(ROOT)}")
+
+
+def check() -> list[str]:
+    """What is out of step, without the network: an empty list when every lock is current."""
+    from helpers.aml.local import envs
+
+    problems = []
+    done = subprocess.run([_uv(), "lock", "--check", "--offline", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        problems.append(f"uv.lock does not match pyproject.toml: {done.stderr.strip()}")
+    for export, extras in EXPORTS.items():
+        command = [_uv(), "export", *EXPORT_FLAGS, *extras]
+        exported = subprocess.run(command, cwd=ROOT, capture_output=True, text=True).stdout
+        if not export.is_file() or _body(export.read_text()) != _body(exported):
+            problems.append(f"{export.relative_to(ROOT)} is not the export of uv.lock")
+    if not BUILD_LOCK.is_file():
+        problems.append(f"{BUILD_LOCK.relative_to(ROOT)} is missing")
+    for path in env_files():
+        env = read_env(path)
+        lock = LOCKS / f"{env['name']}.txt"
+        if unsatisfied(env) and envs.lock_for(env) is None:
+            problems.append(f"{path.name}: {lock.relative_to(ROOT)} is missing or was made from other packages")
+        elif not unsatisfied(env) and lock.exists():
+            problems.append(f"{path.name}: the project's lock satisfies it, but {lock.relative_to(ROOT)} exists")
+    return problems
+
+
+def _body(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def prepare() -> None:
+    """``make install``'s last step: build every locked job environment now (from the wheelhouse when there
+    is one), and put the wheelhouse's MNIST files in the data cache, so ``make run`` needs no network."""
+    import shutil
+
+    from helpers import data
+    from helpers.aml.local import envs
+
+    house = envs.wheelhouse()
+    if house and (house / "mnist").is_dir():
+        cache = data.cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        for name, digest in data.MNIST_SHA256.items():
+            source, target = house / "mnist" / name, cache / name
+            if source.is_file() and not (target.is_file() and data.sha256(target) == digest):
+                if data.sha256(source) == digest:
+                    shutil.copyfile(source, target)
+                    print(f"MNIST: {name} from the wheelhouse into {cache}")
+    for path in env_files():
+        env = read_env(path)
+        if envs.lock_for(env):
+            envs.ensure(env, say=lambda line: print(line, flush=True))
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "check"
+    if command in ("update", "upgrade"):
+        update(upgrade=command == "upgrade")
+        return 0
+    if command == "prepare":
+        prepare()
+        return 0
+    if command == "check":
+        problems = check()
+        print("\n".join(problems) if problems else "Every lock is current.")
+        return 1 if problems else 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
