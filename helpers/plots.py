@@ -49,13 +49,13 @@ def class_balance(y_train, y_test):
 
 
 def metric_curves(metrics: dict, names=("Accuracy", "Loss")):
-    """Per-epoch validation accuracy and loss of a run, from ``run.get_metrics()``."""
+    """Per-epoch accuracy and loss of a run (measured on its validation split), from ``run.get_metrics()``."""
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         values = metrics.get(name, [])
         values = values if isinstance(values, list) else [values]
         ax.plot(range(1, len(values) + 1), values, marker="o")
-        ax.set_title(f"{name} (test set) per epoch")
+        ax.set_title(f"{name} (validation set) per epoch")
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
     fig.tight_layout()

@@ -5,6 +5,13 @@ walkthrough's local workspace, and unchanged on an Azure ML compute cluster.
 Inside a submitted run it logs metrics and a figure through
 ``azureml.core.Run.get_context()``; on a plain local run it stays quiet.
 
+The per-epoch ``Loss`` and ``Accuracy`` (the metric HyperDrive's sweeps choose
+by) are measured on a validation split held out from the training images:
+``--validation-fraction`` of them (10%), drawn with a fixed seed so that every run
+and every sweep child holds out the same images. The test set is used once, after
+training, for ``Final test loss`` / ``Final test accuracy``: no choice was made on
+it, so it is an honest estimate of how the chosen model does on new digits.
+
 When ``TF_CONFIG`` describes several workers (Azure ML sets it for a run with
 ``distributed_job_config=TensorflowConfiguration(worker_count=N)``), every worker
 runs this script and they train one model data-parallel under TensorFlow's
@@ -39,9 +46,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of logs
 
+import numpy as np  # noqa: E402
 from run_context import get_run, load_training_data  # noqa: E402  (sits beside this file)
 
 N_CLASSES = 10
+VALIDATION_FRACTION = 0.1  # of the training images, held out to measure each epoch
+VALIDATION_SEED = 0  # fixed: every run and sweep child holds out the same images
 EVAL_BATCH = 1000  # evaluation batch: no weights change, so bigger is just faster
 INPUT_SHAPE = (28 * 28,)
 
@@ -63,6 +73,27 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def split_validation(x, y, fraction: float):
+    """(train, validation): ``fraction`` of the images, the same ones every run, held out for validation.
+
+    A fixed random draw rather than the last images: a training set stored sorted by digit
+    (the offline sample is) would otherwise hold out only nines.
+    """
+    n_val = max(1, round(len(x) * fraction))
+    if n_val >= len(x):
+        raise SystemExit(f"error: {len(x)} training images are too few to hold out {fraction:.0%} for validation")
+    order = np.random.default_rng(VALIDATION_SEED).permutation(len(x))
+    train, val = np.sort(order[n_val:]), np.sort(order[:n_val])
+    return (x[train], y[train]), (x[val], y[val])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Train a 2-hidden-layer Keras MLP on MNIST and save it under OUTPUT_DIR/model.",
@@ -80,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=positive_int, default=20, help="passes over the training set")
     parser.add_argument("--output-dir", default="./outputs", help="the model is saved in OUTPUT_DIR/model")
     parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible runs")
+    parser.add_argument(
+        "--validation-fraction",
+        type=fraction,
+        default=VALIDATION_FRACTION,
+        help="share of the training images held out (the same ones every run) to measure Loss and Accuracy per epoch",
+    )
     parser.add_argument(
         "--backend",
         choices=["auto", "jax", "tensorflow"],
@@ -151,11 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Data: {data.source} from {data.folder}")
 
     # --- Prepare the data -----------------------------------------------------
-    x_train = data.x_train.reshape(-1, INPUT_SHAPE[0]).astype("float32") / 255.0
+    x_all = data.x_train.reshape(-1, INPUT_SHAPE[0]).astype("float32") / 255.0
     x_test = data.x_test.reshape(-1, INPUT_SHAPE[0]).astype("float32") / 255.0
-    y_train = data.y_train.astype("int32")
+    y_all = data.y_train.astype("int32")
     y_test = data.y_test.astype("int32")
-    print(f"{len(x_train)} training and {len(x_test)} test images")
+    # Choices (epochs, a sweep's best child) are made on the validation split; the test set is used once, at the end.
+    (x_train, y_train), (x_val, y_val) = split_validation(x_all, y_all, args.validation_fraction)
+    print(
+        f"{len(x_train)} training, {len(x_val)} validation ({args.validation_fraction:.0%} of the training "
+        f"images, held out) and {len(x_test)} test images"
+    )
     if strategy is not None:
         print(
             f"Worker {cluster.index} of {cluster.workers}{' (chief)' if cluster.is_chief else ''}: "
@@ -198,20 +240,21 @@ def main(argv: list[str] | None = None) -> int:
             y_train,
             batch_size=args.batch_size,
             epochs=args.epochs,
-            validation_data=(x_test, y_test),
+            validation_data=(x_val, y_val),
             validation_batch_size=EVAL_BATCH,
             callbacks=callbacks,
             verbose=2,
         ).history
     else:
         # Keras 3's fit() cannot drive MultiWorkerMirroredStrategy yet (keras-team/keras#20585): a short loop does.
-        history = fit_multi_worker(model, strategy, (x_train, y_train), (x_test, y_test), args, callbacks)
+        history, evaluate = fit_multi_worker(model, strategy, (x_train, y_train), (x_val, y_val), args, callbacks)
 
-    # --- Evaluate ------------------------------------------------------------------
+    # --- Evaluate: the test set, once ----------------------------------------------
     if strategy is None:
         test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=EVAL_BATCH, verbose=0)
     else:
-        test_loss, test_accuracy = history["val_loss"][-1], history["val_accuracy"][-1]  # the same model
+        test_loss, test_accuracy = evaluate(x_test, y_test)  # every worker takes part
+    print(f"Final validation accuracy: {history['val_accuracy'][-1]:.4f}")
     print(f"Final test loss: {test_loss:.4f}")
     print(f"Final test accuracy: {test_accuracy:.4f}")
     if len(epoch_seconds) > 1:
@@ -232,13 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         "data_source": data.source,
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
+        "validation_accuracy": float(history["val_accuracy"][-1]),
+        "validation_images": len(x_val),
         "hyperparameters": {k: v for k, v in vars(args).items() if k not in ("data_folder", "output_dir")},
         "training": {"workers": cluster.workers, "epoch_seconds": [round(t, 4) for t in epoch_seconds]},
         "versions": {
             "python": platform.python_version(),
             "keras": keras.__version__,
             "backend": backend,
-            "numpy": __import__("numpy").__version__,
+            "numpy": np.__version__,
         },
     }
     model_dir = save_model(model, metadata, Path(args.output_dir))
@@ -255,8 +300,11 @@ def multi_worker_strategy(cluster: Cluster):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def fit_multi_worker(model, strategy, train, test, args, callbacks) -> dict:
-    """``model.fit`` for several workers: returns the same history, calls the same callbacks.
+def fit_multi_worker(model, strategy, train, validation, args, callbacks):
+    """``model.fit`` for several workers: the same history, the same callbacks.
+
+    Returns the history and an ``evaluate(x, y) -> (loss, accuracy)`` function that
+    measures the trained model on other arrays (the test set), every worker taking part.
 
     Every worker shuffles with the same seed, so they agree on each global batch, and
     the strategy gives each its share of it (the DATA sharding policy). Each replica's
@@ -275,7 +323,7 @@ def fit_multi_worker(model, strategy, train, test, args, callbacks) -> dict:
             dataset = dataset.shuffle(len(arrays[0]), seed=0 if args.seed is None else args.seed)
         return strategy.experimental_distribute_dataset(dataset.batch(batch_size).with_options(options))
 
-    train_ds, test_ds = distribute(train, args.batch_size, True), distribute(test, EVAL_BATCH, False)
+    train_ds, val_ds = distribute(train, args.batch_size, True), distribute(validation, EVAL_BATCH, False)
     summed_loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
     with strategy.scope():  # loss sum, correct answers, images seen: summed over every replica when read
         totals = tf.Variable(
@@ -311,7 +359,7 @@ def fit_multi_worker(model, strategy, train, test, args, callbacks) -> dict:
         for callback in callbacks:
             callback.on_epoch_begin(epoch)
         loss, correct, seen = measure(train_ds, training=True)
-        val_loss, val_correct, val_seen = measure(test_ds, training=False)
+        val_loss, val_correct, val_seen = measure(val_ds, training=False)
         logs = {"loss": loss / seen, "accuracy": correct / seen, "val_loss": val_loss / val_seen}
         logs["val_accuracy"] = val_correct / val_seen
         for key, value in logs.items():
@@ -319,7 +367,12 @@ def fit_multi_worker(model, strategy, train, test, args, callbacks) -> dict:
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
         print(f"Epoch {epoch + 1}/{args.epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()), flush=True)
-    return history
+
+    def evaluate(x, y):
+        loss, correct, seen = measure(distribute((x, y), EVAL_BATCH, False), training=False)
+        return float(loss / seen), float(correct / seen)
+
+    return history, evaluate
 
 
 def make_callbacks(run, epoch_seconds: list[float]) -> list:
@@ -366,8 +419,8 @@ def log_history_figure(run, history: dict, epochs: int) -> None:
 
     plt.figure(figsize=(6, 3))
     plt.title(f"MNIST with Keras MLP ({epochs} epochs)", fontsize=14)
-    plt.plot(history["val_accuracy"], "b-", label="Accuracy", lw=4, alpha=0.5)
-    plt.plot(history["val_loss"], "r--", label="Loss", lw=4, alpha=0.5)
+    plt.plot(history["val_accuracy"], "b-", label="Accuracy (validation)", lw=4, alpha=0.5)
+    plt.plot(history["val_loss"], "r--", label="Loss (validation)", lw=4, alpha=0.5)
     plt.legend(fontsize=12)
     plt.grid(True)
     run.log_image("Accuracy vs Loss", plot=plt)

@@ -91,14 +91,14 @@ def test_trains_and_saves_a_loadable_model(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Final test accuracy" in result.stdout
+    assert result.stdout.count("Final test accuracy") == 1 and "3600 training, 400 validation" in result.stdout
     assert "Attempted to log" not in result.stdout, "a plain local run stays quiet"
     model_dir = out / "model"
     assert sorted(p.name for p in model_dir.iterdir()) == ["metadata.json", "model.keras"]
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["input_shape"] == [784] and meta["classes"] == list(range(10))
     assert meta["data_source"] == data.OFFLINE_SAMPLE
-    assert meta["test_accuracy"] > 0.8
+    assert meta["test_accuracy"] > 0.8 and meta["validation_accuracy"] > 0.8 and meta["validation_images"] == 400
     assert set(meta["versions"]) >= {"python", "keras", "backend"}
 
     import keras
@@ -111,3 +111,28 @@ def test_trains_and_saves_a_loadable_model(tmp_path):
     x = arrays.x_test[:200].reshape(-1, 784).astype("float32") / 255
     accuracy = float(np.mean(model.predict(x, verbose=0).argmax(1) == arrays.y_test[:200]))
     assert abs(accuracy - meta["test_accuracy"]) < 0.1
+
+
+def test_validation_split_is_held_out_and_the_same_every_run():
+    """Per-epoch numbers come from held-out training images, the same ones every run, never from the test set."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("keras_mnist_module", SCRIPT)
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # its dataclass looks itself up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+        sys.modules.pop(spec.name, None)
+    x = np.arange(1000).reshape(-1, 1)
+    y = np.repeat(np.arange(10), 100)  # sorted by digit, as the offline sample's training images are
+    (x_train, y_train), (x_val, y_val) = module.split_validation(x, y, 0.1)
+    assert len(x_val) == 100 and len(x_train) == 900
+    assert not set(x_val.ravel()) & set(x_train.ravel()), "validation images are not trained on"
+    assert len(set(y_val)) == 10, "a fixed random draw, not the last (all nines) images"
+    (_, _), (x_again, _) = module.split_validation(x, y, 0.1)
+    assert np.array_equal(x_val, x_again), "every run holds out the same images"
