@@ -8,8 +8,8 @@ Request:   {"data": [[784 pixel values between 0 and 1], ...], "probabilities": 
            (each row is one 28 x 28 image, flattened row by row, divided by 255 as in training)
 Response:  {"predictions": [7, 2, ...]}, plus "probabilities": [[10 values], ...] when asked
 
-Bad input (not JSON, no "data", rows of the wrong length, values that are not numbers
-or are outside 0..1, more than MAX_ROWS rows) gets a 400 or 413 answer whose
+Bad input (not JSON, JSON nested too deeply, no "data", rows of the wrong length, values
+that are not numbers, too large or outside 0..1, more than MAX_ROWS rows) gets a 400 or 413 answer whose
 "error" says what was wrong, never a server error.
 
 Try it without a server:  python scripts/score.py --model-dir DIR  (scores three blank images)
@@ -65,6 +65,12 @@ def parse(raw_data) -> tuple[np.ndarray, bool]:
         request = json.loads(raw_data) if isinstance(raw_data, str) else raw_data
     except json.JSONDecodeError as exc:
         raise InputError(f"The body is not valid JSON ({exc.msg} at position {exc.pos}).") from None
+    except RecursionError:
+        raise InputError(
+            "The body's JSON is nested too deeply: send a list of images, each a list of numbers."
+        ) from None
+    except ValueError as exc:  # an integer longer than Python converts (4,300 digits)
+        raise InputError(f"The body holds a number this service cannot read ({exc}).") from None
     if not isinstance(request, dict) or "data" not in request:
         raise InputError('Send a JSON object with "data": a list of images, each a list of 784 pixel values.')
     rows = request["data"]
@@ -79,7 +85,10 @@ def parse(raw_data) -> tuple[np.ndarray, bool]:
     if {type(v) for row in rows for v in row} - {int, float}:  # one quick pass; the slow one only names the culprit
         i, value = next((i, v) for i, row in enumerate(rows) for v in row if type(v) not in (int, float))
         raise InputError(f"Image {i} holds {json.dumps(value)}; pixel values must be numbers.")
-    x = np.asarray(rows, dtype="float32")
+    try:
+        x = np.asarray(rows, dtype="float32")
+    except OverflowError:  # an integer pixel with hundreds of digits
+        raise InputError("Pixel values must be numbers between 0 and 1; one is an integer too large to read.") from None
     if not np.isfinite(x).all():
         raise InputError("Pixel values must be finite numbers between 0 and 1.")
     if x.min() < 0 or x.max() > 1:
