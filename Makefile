@@ -83,7 +83,7 @@ lab: $(STAMP)
 	cd notebooks && ../$(VENV)/bin/jupyter lab
 
 mlflow-ui: $(STAMP)
-	$(PY) -m helpers.aml.local.mlflow_ui
+	$(PY) -m helpers.aml.local.facade.mlflow_ui
 
 lock: $(STAMP)
 	$(PY) -m helpers.locks update

@@ -81,7 +81,7 @@ def pytest_sessionfinish(session, exitstatus):
     if os.path.exists(os.path.join(root, "workspace.db")):
         from pathlib import Path
 
+        from helpers.aml.local.facade.models import stop_all
         from helpers.aml.local.store import LocalStore
-        from helpers.aml.local.webservices import stop_all
 
         stop_all(LocalStore.get(Path(root)))

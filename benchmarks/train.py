@@ -121,7 +121,7 @@ def run_processes(commands: list[tuple[list[str], dict]], log: Path) -> int:
 
 
 def run_setup(name: str, folder: Path, epochs: int, work: Path) -> dict:
-    from helpers.aml.local.executor import worker_environments
+    from helpers.aml.local.execution.supervisor import worker_environments
 
     out = work / f"{name}-{time.monotonic_ns()}"
     script = [sys.executable, str(PROJECT / "scripts" / "keras_mnist.py"), "--data-folder", str(folder)]

@@ -15,7 +15,7 @@ The locks (all in ``locks/``, all hash-checked, all for Python 3.11 on Linux and
   project itself and for Chainer's source package, whose legacy build asks for ``wheel``).
 - ``locks/<environment>.txt`` for each ``scripts/*-env.yml`` whose packages the
   project's lock does not satisfy (today the Chainer job's): the local workspace
-  builds that environment from it (``helpers/aml/local/envs.py``).  The scoring
+  builds that environment from it (``helpers/aml/local/execution/envs.py``).  The scoring
   and training environments are satisfied by the project's own, so they get none.
 """
 
@@ -71,7 +71,7 @@ def unsatisfied(env: dict, lock: Path = PROJECT_LOCK) -> list[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    from helpers.aml.local import envs
+    from helpers.aml.local.execution import envs
 
     have = pins(lock)
     missing = []
@@ -102,7 +102,7 @@ def _run(command: list, **kwargs) -> None:
 def compile_lock(requirements: list[str], out: Path, header: str = "", upgrade: bool = False) -> None:
     """Lock ``requirements`` into ``out`` for Python 3.11 on every platform, with hashes.  Versions
     already in ``out`` are kept unless ``upgrade`` (``uv pip compile`` prefers them)."""
-    from helpers.aml.local import envs
+    from helpers.aml.local.execution import envs
 
     out.parent.mkdir(parents=True, exist_ok=True)
     constraints = out.parent / f".{out.stem}.build-constraints.txt"
@@ -118,7 +118,7 @@ def compile_lock(requirements: list[str], out: Path, header: str = "", upgrade: 
 
 def lock_job_env(env: dict, lock: Path, source: Path | None = None, upgrade: bool = False) -> None:
     """Lock a job environment's packages into ``lock``, with the key the local workspace matches it by."""
-    from helpers.aml.local import envs
+    from helpers.aml.local.execution import envs
 
     made_from = f" ({source.relative_to(ROOT)})" if source else ""
     header = (f"# The job environment {env['name']!r}{made_from}: make lock writes this file.\n"
@@ -149,7 +149,7 @@ def update(upgrade: bool = False) -> None:
 
 def check() -> list[str]:
     """What is out of step, without the network: an empty list when every lock is current."""
-    from helpers.aml.local import envs
+    from helpers.aml.local.execution import envs
 
     problems = []
     done = subprocess.run([_uv(), "lock", "--check", "--offline", "--quiet"], cwd=ROOT, capture_output=True, text=True)
@@ -182,7 +182,7 @@ def prepare() -> None:
     import shutil
 
     from helpers import data
-    from helpers.aml.local import envs
+    from helpers.aml.local.execution import envs
 
     house = envs.wheelhouse()
     if house and (house / "mnist").is_dir():

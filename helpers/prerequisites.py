@@ -24,8 +24,7 @@ call                                           not found
                                                ``ModelNotFoundException``
 =============================================  ==================================================================
 
-The local workspace raises the same classes; its dataset message differs from
-Azure's (``'No dataset ... in the local workspace'``), so both wordings count.
+The local workspace raises the same classes with the same words.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from azureml.exceptions import (
 
 #: (exception class, words its message starts with or contains when the thing is not there)
 NOT_FOUND = (
-    (UserErrorException, ("Cannot find dataset registered with name", "No dataset ")),
+    (UserErrorException, ("Cannot find dataset registered with name",)),
     (ComputeTargetException, ("ComputeTargetNotFound",)),
     (WebserviceException, ("ModelNotFound",)),
 )

@@ -24,3 +24,28 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
         current += step
         most = max(most, current)
     return most
+
+
+def stop_process_group(pid: int, grace: float = 5) -> None:
+    """SIGTERM the process group led by ``pid`` (a server this test started, and what it started), then SIGKILL
+    what is left after ``grace`` seconds."""
+    import os
+    import signal
+
+    import psutil
+
+    try:
+        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    _, alive = psutil.wait_procs(family, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)

@@ -25,9 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import PROJECT
-
-from helpers.aml.local._common import stop_process_group
+from support import PROJECT, stop_process_group
 
 pytestmark = pytest.mark.browser
 

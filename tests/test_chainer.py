@@ -14,8 +14,9 @@ from azureml.exceptions import ActivityFailedException
 from support import PROJECT
 
 from helpers import chainer_mlp, data
-from helpers.aml.local import Dataset, Experiment, envs
-from helpers.aml.local.submit import _environment_spec
+from helpers.aml.local import Dataset, Experiment
+from helpers.aml.local.execution import envs
+from helpers.aml.local.facade.environments import environment_spec as _environment_spec
 
 ENV_FILE = PROJECT / "scripts" / "chainer-env.yml"
 

@@ -31,9 +31,8 @@ from azureml.train.hyperdrive import (
 )
 from support import PROJECT, max_overlap, script_dir
 
-from helpers.aml.local import Dataset, Experiment, RunDetails
-from helpers.aml.local.hyperdrive import HyperDriveRun
-from helpers.aml.local.sweep import configurations, to_stop
+from helpers.aml.local import Dataset, Experiment, HyperDriveRun, RunDetails
+from helpers.aml.local.execution.sweep_rules import configurations, to_stop
 
 # --- sampling ----------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from support import PROJECT
 
-import helpers.aml.local.envs as envs
+from helpers.aml.local.execution import envs
 
 NOTEBOOKS = sorted((PROJECT / "notebooks").rglob("*.ipynb"))
 CUDA12_IMAGE = re.compile(r"^mcr\.microsoft\.com/azureml/openmpi5\.0-cuda(12)\.\d+-ubuntu\d\d\.04$")

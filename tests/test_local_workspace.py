@@ -17,7 +17,7 @@ from support import script_dir
 
 from helpers.aml import local
 from helpers.aml.local import AmlCompute, ComputeTarget, Dataset, Experiment, Model, Workspace
-from helpers.aml.local.datasets import DatasetConsumptionConfig, FileDataset, FileDatasetFactory
+from helpers.aml.local.facade.datasets import DatasetConsumptionConfig, FileDataset, FileDatasetFactory
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -240,7 +240,9 @@ for _ in range(3):
 
 
 def test_concurrent_registration_loses_and_duplicates_no_version(ws, tmp_path):
-    src = script_dir(tmp_path, "import os\nos.makedirs('outputs')\nopen('outputs/model.txt', 'w').write('m')\n")
+    src = script_dir(
+        tmp_path, "import os\nos.makedirs('outputs', exist_ok=True)\nopen('outputs/model.txt', 'w').write('m')\n"
+    )
     run = submit(ws, src)
     run.wait_for_completion()
     env = dict(os.environ)
@@ -282,7 +284,7 @@ def _parity_pairs():
     from azureml.train.hyperdrive import HyperDriveRun as AzHyperDriveRun
     from azureml.widgets import RunDetails as AzRunDetails
 
-    from helpers.aml.local.hyperdrive import HyperDriveRun
+    from helpers.aml.local import HyperDriveRun
 
     return [
         (Workspace.__init__, AzWorkspace.__init__),

@@ -22,7 +22,7 @@ from support import PROJECT, script_dir
 
 from helpers import data
 from helpers.aml.local import Model, Workspace
-from helpers.aml.local.webservices import stop_all
+from helpers.aml.local.facade.models import stop_all
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,9 @@ BAD_REQUESTS = [
     ("too many rows", json.dumps({"data": [ROW] * 1001}), 413, "at most 1000"),
     ("probabilities not bool", json.dumps({"data": [ROW], "probabilities": "yes"}), 400, "true or false"),
     ("not utf-8", b"\xff\xfe\x00", 400, ""),
+    ("400-digit integer pixel", '{"data": [[' + "9" * 400 + ", 0" * 783 + "]]}", 400, "too large"),
+    ("5,000-digit integer pixel", '{"data": [[' + "9" * 5000 + ", 0" * 783 + "]]}", 400, "cannot read"),
+    ("arrays nested 100,000 deep", '{"data": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "nested too deeply"),
 ]
 
 

@@ -1,26 +1,37 @@
 """The local workspace: an offline twin of the Azure ML SDK v1 workspace.
 
-Same names and signatures as ``azureml.core``; all state in one folder on disk
-(see :mod:`helpers.aml.local.store`).  What it does differently from Azure is
-written down in ``docs/local-workspace.md``.
+Same names and signatures as ``azureml.core``; all state in one folder on disk.
+Built in four layers, each importing only the ones below it::
+
+    facade/      azureml-shaped classes (Workspace, Experiment, Run, Model, ...)
+    execution/   supervisors, sweeps, serving, environments, the process ledger
+    records/     runs, metrics, models, datasets, compute, services; status rules
+    store/       the folder, its lock, SQLite and MLflow handles
+
+The facade's classes are imported from here on first use, so importing a lower
+layer (a supervisor does) never loads azureml-core.  What the twin does
+differently from Azure is written down in ``docs/local-workspace.md``.
 """
 
-from helpers.aml.local.compute import AmlCompute, ComputeTarget
-from helpers.aml.local.datasets import Dataset
-from helpers.aml.local.models import Model
-from helpers.aml.local.runs import Experiment, Run
-from helpers.aml.local.webservices import Webservice
-from helpers.aml.local.widgets import RunDetails
-from helpers.aml.local.workspace import Workspace
+from __future__ import annotations
+
+import importlib
 
 __all__ = [
     "AmlCompute",
     "ComputeTarget",
     "Dataset",
     "Experiment",
+    "HyperDriveRun",
     "Model",
     "Run",
     "RunDetails",
     "Webservice",
     "Workspace",
 ]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(importlib.import_module("helpers.aml.local.facade"), name)
+    raise AttributeError(f"module 'helpers.aml.local' has no attribute {name!r}")

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers.aml.local._common import warn_ignored
+from azureml.core import Workspace as AzureWorkspace
+
+from helpers.aml.local.facade._base import Offline, warn_ignored
+from helpers.aml.local.facade.compute import ComputeTarget
+from helpers.aml.local.facade.datasets import Dataset
+from helpers.aml.local.facade.models import Model, Webservice
+from helpers.aml.local.facade.runs import Experiment
 from helpers.aml.local.store import LocalStore
 
 NAME = "local-workspace"
 _announced: set[Path] = set()
 
 
-class Workspace:
+class Workspace(Offline):
     """A workspace whose runs, datasets, models and compute live in ``.azureml-local/``."""
+
+    _azure_class = AzureWorkspace
 
     def __init__(self, subscription_id, resource_group, workspace_name, auth=None, _location=None,
                  _disable_service_check=False, _workspace_id=None, sku="basic", tags=None,
@@ -32,7 +40,7 @@ class Workspace:
 
     @classmethod
     def _for_store(cls, store: LocalStore) -> Workspace:
-        """The workspace of an existing store folder, without announcing it (for supervisors)."""
+        """The workspace of an existing store folder, without announcing it (scripts, supervisors, tests)."""
         ws = cls.__new__(cls)
         ws.name, ws.subscription_id, ws.resource_group, ws.location = NAME, "local", "local", "local"
         ws._store = store
@@ -52,33 +60,23 @@ class Workspace:
 
     @property
     def datasets(self) -> dict:
-        from helpers.aml.local.datasets import Dataset
-
         return Dataset.get_all(self)
 
     @property
     def compute_targets(self) -> dict:
-        from helpers.aml.local.compute import ComputeTarget
-
         return {c.name: c for c in ComputeTarget.list(self)}
 
     @property
     def experiments(self) -> dict:
-        from helpers.aml.local.runs import Experiment
-
         return {e.name: Experiment(self, e.name) for e in self._store.mlflow.search_experiments()
                 if e.name != "Default"}  # fmt: skip
 
     @property
     def webservices(self) -> dict:
-        from helpers.aml.local.webservices import Webservice
-
         return {s.name: s for s in Webservice.list(self)}
 
     @property
     def models(self) -> dict:
-        from helpers.aml.local.models import Model
-
         return {m.name: m for m in Model.list(self, latest=True)}
 
     def get_details(self) -> dict:

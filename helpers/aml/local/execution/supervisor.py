@@ -1,4 +1,4 @@
-"""A local run's supervisor: ``python -m helpers.aml.local.executor RUN_DIR``.
+"""A local run's supervisor: ``python -m helpers.aml.local.execution.supervisor RUN_DIR``.
 
 It takes one run through Azure ML's states and really executes it:
 
@@ -6,11 +6,15 @@ Queued      waits for a free node of the compute target (``max_nodes`` caps how 
             of its runs execute at once: one file lock per node)
 Preparing   copies the source folder into the run's working folder (honouring
             ``.amlignore``, else ``.gitignore``), resolves dataset arguments to local
-            folders of verified files, checks the environment's packages
-Running     runs the script in a subprocess of its own session, its output going to
-            the driver log, while metrics it logs are read into the run history
-Finalizing  reads the last metrics, turns ``./outputs`` and ``./logs`` into run files
-then        Completed, Failed (with the script's own error lines) or Canceled
+            folders of verified files, checks (or builds) the environment
+Running     creates ``./outputs`` and ``./logs`` as Azure does, runs the script in a
+            session of its own (recorded in the ledger; the kernel kills it if this
+            supervisor dies), its output going to the driver log, while what it
+            logs is read into the run history
+Finalizing  reads the last values, stops anything the script left running, turns
+            ``./outputs`` and ``./logs`` into run files
+then        Completed, Failed (with the script's own error lines, or because the
+            script called ``run.fail()``) or Canceled
 """
 
 from __future__ import annotations
@@ -24,27 +28,20 @@ import subprocess
 import sys
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 
-from helpers.aml.local._common import stop_process_group
-from helpers.aml.local.runs import (
-    DRIVER_LOG,
-    KIND_PREFIX,
-    MLFLOW_STATUS,
-    PROPERTY_PREFIX,
-    STATUS_TAG,
-    STRING_PREFIX,
-    TERMINAL,
-    WORKER_LOG,
-    utc_now,
-)
-from helpers.aml.local.store import LocalStore, read_json
+import psutil
+from filelock import Timeout
 
-RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
-#: Azure ML runtime metapackages that a local interpreter with azureml-core stands in for.
-STAND_INS = {"azureml-defaults": "azureml-core"}
+from helpers.aml.local.execution import data, envs, ledger, snapshot
+from helpers.aml.local.records import compute as compute_records
+from helpers.aml.local.records import runs as run_records
+from helpers.aml.local.records import status as run_status
+from helpers.aml.local.records.runs import DRIVER_LOG, WORKER_LOG
+from helpers.aml.local.store import LocalStore, StoreError, read_json
+
 POLL_S = 0.25
+SCRIPT_ROLES = ("script", "worker", "descendant")
 
 
 class RunCanceled(Exception):
@@ -55,45 +52,36 @@ class RunFailed(Exception):
     pass
 
 
-def set_status(store: LocalStore, spec: dict, status: str, error: str | None = None, reason: str | None = None):
-    """Record a state change in the MLflow run (tag + MLflow's own status)."""
-    client = store.mlflow
-    run_id = spec["mlflow_run_id"]
-    with store.write_lock():
-        current = client.get_run(run_id).data.tags.get(STATUS_TAG)
-        if current in TERMINAL:
-            return
-        client.set_tag(run_id, STATUS_TAG, status)
-        if status == "Running":
-            client.set_tag(run_id, "azureml.start_time", utc_now())
-        if error:
-            client.set_tag(run_id, "azureml.error", error[-6000:])
-        if reason:
-            client.set_tag(run_id, "azureml.cancel_reason", reason)
-        if status in TERMINAL:
-            client.set_tag(run_id, "azureml.end_time", utc_now())
-            client.set_terminated(run_id, MLFLOW_STATUS[status])
-        else:
-            client.update_run(run_id, status=MLFLOW_STATUS[status])
+def start_supervisor(store: LocalStore, spec: dict, module: str = "helpers.aml.local.execution.supervisor") -> None:
+    """Start a run's supervisor in its own session (it outlives a restarted kernel), recorded in the ledger."""
+    run_dir = store.run_dir(spec["run_id"])
+    with open(run_dir / "supervisor.log", "ab") as log:
+        ledger.start(
+            store, ledger.run_owner(spec["run_id"]), "supervisor", [sys.executable, "-m", module, str(run_dir)],
+            die_with_parent=False, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=str(store.root),
+        )  # fmt: skip
 
 
 class Supervisor:
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, store: LocalStore | None = None, owns_process: bool = False):
         self.dir = run_dir
+        # True when this supervisor is the whole process (not a thread of a sweep's): then every descendant
+        # of the process is this run's, orphans included (the process is a subreaper)
+        self.owns_process = owns_process
+        self.seen: set[int] = set()
+        self.next_scan = 0.0
         self.spec = read_json(run_dir / "run.json")
-        self.store = LocalStore.get(Path(self.spec["root"]))
-        self.client = self.store.mlflow
+        self.store = store or LocalStore.get(Path(self.spec["root"]))
+        self.owner = ledger.run_owner(self.spec["run_id"])
         self.artifacts = Path(self.spec["artifact_dir"])
         self.wd = run_dir / "wd"
         self.log = open(self.artifacts / DRIVER_LOG, "ab", buffering=0)
         self.events_offset = 0
-        self.steps: dict[str, int] = {}
-        self.kinds: dict[str, str] = {}
-        self.strings: dict[str, list] = {}
-        self.columns: dict[str, set] = {}
         self.procs: list[subprocess.Popen] = []  # the script: one process, or one per worker
         self.failed_log: str | None = None  # the log of the worker that failed a multi-worker run
-        self.python = sys.executable  # or a built environment's interpreter (helpers.aml.local.envs)
+        self.script_failure: str | None = None  # what the script passed to run.fail()
+        self.python = sys.executable  # or a built environment's interpreter (envs)
         self.deadline = time.time() + float(self.spec.get("max_run_duration_seconds") or 2592000)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -103,7 +91,7 @@ class Supervisor:
 
     def status(self, status: str, **kwargs) -> None:
         self.say(f"Status: {status}")
-        set_status(self.store, self.spec, status, **kwargs)
+        run_status.set_status(self.store, self.spec, status, **kwargs)
 
     def check_cancel(self) -> None:
         marker = self.dir / "cancel_requested"
@@ -129,6 +117,8 @@ class Supervisor:
             self.finalize()
             if code != 0:
                 raise RunFailed(self.error_lines(code))
+            if self.script_failure is not None:
+                raise RunFailed(f"The script called run.fail(): {self.script_failure}")
             self.status("Completed")
             return 0
         except RunCanceled as exc:
@@ -152,6 +142,7 @@ class Supervisor:
         finally:
             for slot in slots:
                 slot.release()
+            ledger.mark_ended(self.store, self.owner)
             self.log.close()
 
     def acquire_nodes(self, count: int) -> list:
@@ -159,11 +150,13 @@ class Supervisor:
         target = self.spec.get("target", "local")
         if target == "local":
             return []
-        with self.store.db() as db:
-            row = db.execute("SELECT max_nodes FROM compute WHERE name = ?", (target,)).fetchone()
+        row = compute_records.get(self.store, target)
         if row is None:
             raise RunFailed(f"Compute target {target!r} no longer exists in the local workspace.")
-        slots = self.store.compute_slot_locks(target, int(row["max_nodes"]))
+        try:
+            slots = self.store.compute_slot_locks(target, int(row["max_nodes"]))
+        except StoreError as exc:
+            raise RunFailed(str(exc)) from None
         if count > len(slots):
             raise RunFailed(f"The run needs {count} nodes; {target} has max_nodes={len(slots)}.")
         waited = False
@@ -173,8 +166,15 @@ class Supervisor:
                 try:
                     lock.acquire(timeout=0)
                     taken.append(lock)
-                except Exception:  # noqa: BLE001  (filelock.Timeout: that node is busy)
+                except Timeout:  # that node is busy
                     continue
+                except OSError as exc:
+                    for held in taken:
+                        held.release()
+                    raise RunFailed(
+                        f"Cannot use the node lock {lock.lock_file} of {target!r} ({exc.strerror}): fix the "
+                        "permissions of the workspace's locks/ folder."
+                    ) from None
                 if len(taken) == count:
                     nodes = ", ".join(str(slots.index(lock)) for lock in taken)
                     self.say(f"Got node{'s' if count > 1 else ''} {nodes} of {len(slots)} on {target}")
@@ -190,37 +190,24 @@ class Supervisor:
     def prepare(self) -> tuple[list[str], dict]:
         source = Path(self.spec["source_directory"])
         self.say(f"Copying snapshot of {source}")
-        shutil.copytree(source, self.wd, ignore=_snapshot_filter(source), dirs_exist_ok=True)
+        snapshot.copy_snapshot(source, self.wd)
         self.check_environment(self.spec["environment"])
-        args, env_vars = [], {}
+        args, env_vars, inputs = [], {}, {}
         for arg in self.spec["arguments"]:
             if isinstance(arg, dict):
                 path = self.resolve_dataset(arg["dataset"])
                 env_vars[f"AZUREML_DATAREFERENCE_{arg['dataset']['input_name']}"] = path
+                inputs[arg["dataset"]["input_name"]] = path
                 args.append(path)
             else:
                 args.append(arg)
+        env_vars["AZUREML_LOCAL_INPUTS"] = json.dumps(inputs)
         return args, env_vars
 
     def check_environment(self, env: dict) -> None:
-        if env.get("docker_image"):
-            self.say(
-                f"Warning: Docker image {env['docker_image']} is not built locally: "
-                "the run uses this machine's Python environment."
-            )
-        missing = []
-        for line in env.get("pip", []):
-            problem = _unsatisfied(line)
-            if problem:
-                missing.append(problem)
-        for conda in env.get("conda", []):
-            name, _, version = conda.partition("=")
-            if name == "python" and version:
-                have = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-                if not (have + ".").startswith(version + "."):
-                    self.say(f"Warning: the environment asks for python={version}; this run uses {have}.")
-            elif name not in ("pip",):
-                self.say(f"Warning: conda package {conda!r} is not checked locally (pip packages are).")
+        for warning in snapshot.warnings_for(env):
+            self.say(f"Warning: {warning}")
+        missing = snapshot.missing_packages(env)
         if missing and env.get("user_managed"):
             raise RunFailed(
                 f"Environment {env['name']!r} is user-managed, and this interpreter ({sys.executable}) lacks: "
@@ -228,8 +215,6 @@ class Supervisor:
                 + ". Install them (pyproject.toml, then `make install`), or let Azure ML manage the environment."
             )
         if missing:
-            from helpers.aml.local import envs
-
             self.say(f"Environment {env['name']!r}: this interpreter lacks " + "; ".join(missing))
             try:
                 self.python = envs.ensure(env, self.say)
@@ -239,9 +224,10 @@ class Supervisor:
         self.say(f"Environment {env['name']!r}: all {len(env.get('pip', []))} pip packages satisfied")
 
     def resolve_dataset(self, ds: dict) -> str:
-        from helpers.aml.local.datasets import materialize
-
-        folder = materialize(self.store, ds, say=self.say)
+        try:
+            folder = data.materialize(self.store, ds, say=self.say)
+        except data.DataError as exc:
+            raise RunFailed(str(exc)) from None
         if ds["mode"] == "download":
             target = self.wd / "datasets" / ds["input_name"]
             shutil.copytree(folder, target, dirs_exist_ok=True)
@@ -249,26 +235,37 @@ class Supervisor:
         self.say(f"Dataset {ds['name'] or ds['input_name']!r} ({ds['mode']}) at {folder}")
         return str(folder)
 
-    def execute(self, args: list[str], extra_env: dict) -> int:
+    def script_environment(self, extra_env: dict) -> dict:
         env = dict(os.environ)
+        env.update(self.spec["environment"].get("environment_variables") or {})
         env.update(extra_env)
         env.update(
             AZUREML_LOCAL_RUN_DIR=str(self.dir),
+            AZUREML_LOCAL_ROOT=str(self.store.root),
             AZUREML_RUN_ID=self.spec["run_id"],
             AZUREML_EXPERIMENT_NAME=self.spec["experiment"],
+            AZUREML_PARENT_RUN_ID=self.spec.get("parent_run_id") or "",
             PYTHONUNBUFFERED="1",
             MPLBACKEND="Agg",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(RUNTIME_DIR), env.get("PYTHONPATH")])),
+            # the facade's in-script run (``Run.get_context()``), put first on the script's path by the facade
+            PYTHONPATH=os.pathsep.join(filter(None, [self.spec.get("runtime_dir"), env.get("PYTHONPATH")])),
         )
+        return env
+
+    def execute(self, args: list[str], extra_env: dict) -> int:
+        env = self.script_environment(extra_env)
+        for folder in ("outputs", "logs"):  # Azure creates them before the script starts
+            (self.wd / folder).mkdir(exist_ok=True)
         command = [self.python, self.spec["script"], *args]
         self.say(f"Running: {' '.join(command[1:])}")
         workers = self.spec.get("workers", 1)
         if workers == 1:
-            self.procs = [self.start(command, env, self.log)]
+            self.procs = [self.start(command, env, self.log, "script")]
         else:
             self.procs = self.start_workers(command, env, workers)
         while self.first_failure() is None and any(proc.poll() is None for proc in self.procs):
             self.ingest_events()
+            self.record_descendants()
             self.check_cancel()
             time.sleep(POLL_S)
         self.ingest_events()
@@ -276,16 +273,47 @@ class Supervisor:
         if failed is not None and workers > 1:
             self.failed_log = WORKER_LOG.format(index=failed)
             self.say(f"Worker {failed} exited with code {self.procs[failed].returncode}: stopping the other workers")
-            self.kill()
+        left = ledger.stop(self.store, self.owner, SCRIPT_ROLES)
+        if self.owns_process:
+            left += ledger.stop_descendants(grace=2)
+        if left:
+            self.say(f"Stopped {left} process(es) the script left running")
         code = self.procs[failed].returncode if failed is not None else 0
         self.say(f"Script exited with code {code}")
         return code
 
-    def start(self, command: list[str], env: dict, log) -> subprocess.Popen:
-        return subprocess.Popen(
-            command, cwd=self.wd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+    def start(self, command: list[str], env: dict, log, role: str) -> subprocess.Popen:
+        return ledger.start(
+            self.store, self.owner, role, command, cwd=self.wd, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
+
+    def record_descendants(self) -> None:
+        """Put the script's new descendants in the ledger (once a second), so that even one that left its
+        session is stopped by pid and start time if this supervisor dies."""
+        if time.time() < self.next_scan:
+            return
+        self.next_scan = time.time() + 1.0
+        found = []
+        roots = [psutil.Process()] if self.owns_process else []
+        for proc in self.procs:
+            try:
+                roots.append(psutil.Process(proc.pid))
+            except psutil.NoSuchProcess:
+                continue
+        for root in roots:
+            try:
+                found += root.children(recursive=True)
+            except psutil.NoSuchProcess:
+                continue
+        for child in found:
+            if child.pid in self.seen or any(child.pid == p.pid for p in self.procs):
+                continue
+            self.seen.add(child.pid)
+            try:
+                ledger.record(self.store, self.owner, "descendant", child.pid)
+            except psutil.NoSuchProcess:
+                continue
 
     def first_failure(self) -> int | None:
         """The index of the first script process that exited with an error, if any."""
@@ -298,17 +326,16 @@ class Supervisor:
             log_path = self.artifacts / WORKER_LOG.format(index=index)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab", buffering=0) as log:  # the child keeps its own copy of the file
-                procs.append(self.start(command, worker_env, log))
+                procs.append(self.start(command, worker_env, log, "worker"))
             address = json.loads(worker_env["TF_CONFIG"])["cluster"]["worker"][index]
             self.say(f"Worker {index} of {workers} at {address}: log in {WORKER_LOG.format(index=index)}")
         return procs
 
     def kill(self) -> None:
         """End the script (every worker) and everything it started."""
+        ledger.stop(self.store, self.owner, SCRIPT_ROLES)
         for proc in self.procs:
-            if proc.poll() is None:
-                stop_process_group(proc.pid)
-                proc.wait()
+            proc.poll()
 
     def finalize(self) -> None:
         self.ingest_events()
@@ -327,7 +354,7 @@ class Supervisor:
         who = f"{self.spec['script']} ({self.failed_log})" if self.failed_log else self.spec["script"]
         return f"Script {who} exited with code {code}:\n" + "\n".join(tail[-40:])
 
-    # --- metrics and files the script logged ----------------------------------------------------
+    # --- what the script logged ----------------------------------------------------------------
     def ingest_events(self) -> None:
         path = self.dir / "events.jsonl"
         try:
@@ -340,49 +367,25 @@ class Supervisor:
             return
         chunk = chunk[: chunk.rindex(b"\n") + 1]
         self.events_offset += len(chunk)
-        events = [json.loads(line) for line in chunk.decode().splitlines() if line.strip()]
+        events = []
+        for line in chunk.decode(errors="replace").splitlines():
+            if line.strip():
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    self.say(f"Warning: skipped an unreadable line of events.jsonl: {line[:200]!r}")
         self.record(events)
 
     def record(self, events: list[dict]) -> None:
-        from mlflow.entities import Metric
-
-        metrics, tags = [], {}
-        run_id = self.spec["mlflow_run_id"]
-
-        def metric(key, value, ts, step=None):
-            if step is None:
-                step = self.steps.get(key, 0)
-            self.steps[key] = step + 1
-            metrics.append(Metric(key, float(value), int(ts * 1000), step))
-
+        values, tags, properties = [], {}, {}
         for ev in events:
-            kind, name, value, ts = ev["kind"], ev["name"], ev["value"], ev["time"]
-            if kind == "scalar":
-                if _is_number(value):
-                    metric(name, value, ts, ev.get("step"))
-                    self.kind(tags, name, "scalar")
-                else:
-                    self.strings.setdefault(name, []).append(value)
-                    tags[STRING_PREFIX + name] = json.dumps(self.strings[name])
-                    self.kind(tags, name, "string")
-            elif kind == "list":
-                for item in value:
-                    if _is_number(item):
-                        metric(name, item, ts)
-                self.kind(tags, name, "list")
-            elif kind in ("row", "table"):
-                for col, val in value.items():
-                    for item in val if kind == "table" else [val]:
-                        if _is_number(item):
-                            metric(f"{name}/{col}", item, ts)
-                self.columns.setdefault(name, set()).update(value)
-                tags[STRING_PREFIX + name] = json.dumps(sorted(self.columns[name]))
-                self.kind(tags, name, kind)
+            kind, name, value, ts = ev["kind"], ev["name"], ev.get("value"), ev["time"]
+            if kind in run_records.KINDS and kind != "image":
+                values.append({"name": name, "kind": kind, "value": value, "time": ts, "step": ev.get("step")})
             elif kind == "image":
                 shutil.copyfile(self.dir / "files" / value, self.artifacts / value)
                 uri = f"aml://artifactId/ExperimentRun/dcid.{self.spec['run_id']}/{value}"
-                tags[STRING_PREFIX + name] = uri
-                self.kind(tags, name, "image")
+                values.append({"name": name, "kind": "image", "value": uri, "time": ts})
             elif kind == "file":
                 target = self.artifacts / name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -390,22 +393,20 @@ class Supervisor:
             elif kind == "tag":
                 tags[name] = value
             elif kind == "property":
-                tags[PROPERTY_PREFIX + name] = value
-        if metrics or tags:
-            from mlflow.entities import RunTag
-
-            with self.store.write_lock():
-                for i in range(0, max(len(metrics), 1), 900):  # MLflow's batch limit is 1000 metrics
-                    self.client.log_batch(
-                        run_id,
-                        metrics=metrics[i : i + 900],
-                        tags=[RunTag(k, str(v)) for k, v in tags.items()] if i == 0 else [],
-                    )
-
-    def kind(self, tags: dict, name: str, kind: str) -> None:
-        if self.kinds.get(name) != kind:
-            self.kinds[name] = kind
-            tags[KIND_PREFIX + name] = kind
+                properties[name] = value
+            elif kind == "error":
+                self.script_failure = str(value)
+                self.say(f"The script marked the run failed: {value}")
+            elif kind == "complete":
+                self.say("The script marked the run complete")
+        run_records.append_values(self.store, self.spec, values)
+        if tags:
+            run_records.set_tags(self.store, self.spec, tags)
+        if properties:
+            try:
+                run_records.add_properties(self.store, self.spec, properties)
+            except run_records.PropertyConflict as exc:
+                self.say(f"Warning: {exc}")
 
 
 def worker_environments(env: dict, workers: int) -> list[dict]:
@@ -441,56 +442,12 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _unsatisfied(requirement: str) -> str | None:
-    """None when this interpreter satisfies a pip requirement line, else what is missing."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        req = Requirement(requirement)
-    except InvalidRequirement:
-        return f"{requirement} (not a requirement this check understands)"
-    if req.marker is not None and not req.marker.evaluate():
-        return None
-    name = STAND_INS.get(req.name.lower(), req.name)
-    try:
-        version = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return requirement
-    if req.specifier and not req.specifier.contains(version, prereleases=True):
-        return f"{requirement} (installed: {version})"
-    return None
-
-
-def _snapshot_filter(source: Path):
-    """``shutil.copytree`` ignore function for ``.amlignore`` (or else ``.gitignore``) patterns."""
-    import pathspec
-
-    for name in (".amlignore", ".gitignore"):
-        file = source / name
-        if file.is_file():
-            spec = pathspec.PathSpec.from_lines("gitwildmatch", file.read_text().splitlines())
-            break
-    else:
-        return None
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        rel = Path(folder).relative_to(source)
-        skipped = set()
-        for n in names:
-            path = (rel / n).as_posix()
-            if spec.match_file(path) or (Path(folder, n).is_dir() and spec.match_file(path + "/")):
-                skipped.add(n)
-        return skipped
-
-    return ignore
-
-
 def main(argv: list[str]) -> int:
-    return Supervisor(Path(argv[0])).run()
+    ledger.become_subreaper()  # orphans of the script are re-parented here, and stopped with the rest
+    try:
+        return Supervisor(Path(argv[0]), owns_process=True).run()
+    finally:
+        ledger.stop_descendants(grace=2)
 
 
 if __name__ == "__main__":

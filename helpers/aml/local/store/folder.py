@@ -1,32 +1,33 @@
-"""The local workspace's storage: one folder on disk, safe for several processes at once.
+"""The local workspace's folder: paths, the write lock and the database handles.
 
 Layout of the folder (``.azureml-local/`` at the project root, or ``AZUREML_LOCAL_ROOT``)::
 
     mlflow.db        MLflow tracking store and model registry (SQLite): experiments, runs,
-                     params, metrics, tags, registered models and their versions
+                     numeric metrics, tags, registered models and their versions
     artifacts/       MLflow artifacts: each run's files (outputs/, logs/, user_logs/)
-    workspace.db     datasets, compute targets and web services (SQLite, plain tables)
+    workspace.db     every value each run logged (text included), datasets, compute
+                     targets, web services and the ledger of processes (SQLite)
     runs/<run id>/   a run's working folder (snapshot of the source), spec and live files
-    services/<name>/ a web service's scoring code, model files, keys and server log
+    services/<name>/ a web service's app folder (scoring code, azureml-models/), keys, log
     locks/           file locks: one for writes, and compute-node slots
 
-Every write goes through :meth:`LocalStore.write_lock`, a file lock shared by all
-processes using the folder, so concurrent runs, children and registrations never
-lose or duplicate anything.  Reads need no lock.
+Every write goes through :meth:`LocalStore.write_lock`.  It is one lock file
+shared by all processes using the folder, held through one lock object per
+store, so a thread that already holds it can take it again (a write that opens
+the MLflow store under the lock no longer waits for itself), while other
+threads and processes wait their turn.  Reads need no lock.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
-import time
 from functools import cached_property
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from helpers._scripts import PROJECT_ROOT
 
@@ -43,7 +44,19 @@ CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY, compute_type TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER NOT NULL,
     folder TEXT NOT NULL, auth_enabled INTEGER NOT NULL, models TEXT NOT NULL, created REAL NOT NULL,
     error TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run_numbers (run_id TEXT PRIMARY KEY, number INTEGER UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, step INTEGER,
+    value TEXT NOT NULL, logged REAL NOT NULL, PRIMARY KEY (run_id, name, seq));
+CREATE TABLE IF NOT EXISTS processes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, role TEXT NOT NULL, pid INTEGER NOT NULL,
+    create_time REAL NOT NULL, sid INTEGER NOT NULL, started REAL NOT NULL, ended REAL, note TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS processes_owner ON processes (owner, ended);
 """
+
+
+class StoreError(RuntimeError):
+    """The workspace folder cannot be used; the message names the file and says what to do."""
 
 
 def default_root() -> Path:
@@ -52,29 +65,55 @@ def default_root() -> Path:
 
 
 class LocalStore:
-    """Paths, locks and database handles for one local workspace folder."""
+    """Paths, the write lock and database handles for one local workspace folder."""
 
     _instances: dict[Path, LocalStore] = {}
 
     def __init__(self, root: Path):
         self.root = root
-        for sub in ("artifacts", "runs", "locks"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in ("artifacts", "runs", "locks"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            probe = root / "locks" / f".probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(
+                f"The local workspace folder {root} cannot be written ({exc.strerror}: {exc.filename}). "
+                "Fix its permissions, or point AZUREML_LOCAL_ROOT at a folder you can write."
+            ) from None
         self.db_path = root / "workspace.db"
+        self._lock = FileLock(str(root / "locks" / "write.lock"), timeout=120)
         with self.write_lock(), self.db() as db:
             db.executescript(_SCHEMA)
 
     @classmethod
     def get(cls, root: Path | None = None) -> LocalStore:
-        root = (root or default_root()).resolve()
+        root = Path(root or default_root()).resolve()
         store = cls._instances.get(root)
         if store is None or not (root / "workspace.db").exists():  # the folder was deleted: recreate
             store = cls._instances[root] = cls(root)
         return store
 
     # --- locking and the small database ---------------------------------------------
-    def write_lock(self, timeout: float = 120) -> FileLock:
-        return FileLock(str(self.root / "locks" / "write.lock"), timeout=timeout)
+    @contextlib.contextmanager
+    def write_lock(self):
+        """The folder's write lock: re-entrant in the thread that holds it, exclusive across threads and processes."""
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise StoreError(
+                f"Waited {self._lock.timeout:.0f} s for the write lock {self._lock.lock_file}: another process "
+                "holds it. If none should (a crashed kernel), stop it, or delete the lock file."
+            ) from None
+        except PermissionError as exc:
+            raise StoreError(
+                f"Cannot open the write lock {exc.filename}: permission denied. Fix its permissions."
+            ) from None
+        try:
+            yield self
+        finally:
+            self._lock.release()
 
     @contextlib.contextmanager
     def db(self):
@@ -114,25 +153,18 @@ class LocalStore:
                     return client.create_experiment(name, artifact_location=location)
         return exp.experiment_id if exp else None
 
-    # --- runs folders ------------------------------------------------------------------
+    # --- folders and node locks --------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
 
+    def service_dir(self, name: str) -> Path:
+        return self.root / "services" / name
+
     def compute_slot_locks(self, name: str, slots: int) -> list[FileLock]:
+        """One lock file per node of a compute target; a run holds the nodes it runs on."""
         folder = self.root / "locks" / f"compute-{name}"
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the node locks of {name!r} in {folder} ({exc.strerror}).") from None
         return [FileLock(str(folder / f"node-{i}.lock"), timeout=0) for i in range(slots)]
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return default
-
-
-def write_json(path: Path, value) -> None:
-    """Write JSON atomically (temp file + rename): a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)

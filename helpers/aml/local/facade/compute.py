@@ -7,17 +7,18 @@ many of its runs execute at once (the others wait in Queued).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import time
 
+import psutil
 from azureml.core.compute import AmlCompute as AzureAmlCompute
 from azureml.core.compute import ComputeTarget as AzureComputeTarget
 from azureml.exceptions import ComputeTargetException
+from filelock import Timeout
 
-from helpers.aml.local._common import warn_ignored
+from helpers.aml.local.facade._base import Offline, warn_ignored
+from helpers.aml.local.records import compute as compute_records
 
 #: A few current sizes (name, vCPUs, GPUs, memory GB) so a notebook can look one up offline.
 #: The original walkthrough's STANDARD_NC6 (retired Aug 2023) and Standard_NC6s_v3 (Sep 2025) are gone.
@@ -35,15 +36,16 @@ SUPPORTED_VM_SIZES = [
 RETIRED_VM_SIZES = {"standard_nc6": "August 2023", "standard_nc6s_v3": "September 2025"}
 
 
-class AmlCompute:
+class AmlCompute(Offline):
     """A compute cluster in the local workspace: this machine, with ``max_nodes`` concurrent runs."""
 
+    _azure_class = AzureAmlCompute
     provisioning_configuration = staticmethod(AzureAmlCompute.provisioning_configuration)
 
     def __init__(self, workspace, name, row=None):
         self.workspace = workspace
         self.name = name
-        self._row = row
+        self._row = row if row is not None else compute_records.get(workspace._store, name)
         self.type = "AmlCompute"
         self.provisioning_state = "Succeeded"
 
@@ -71,12 +73,16 @@ class AmlCompute:
         if min_node_count:
             print(f"{self.name}: min_node_count={min_node_count} is met at once (nodes are this machine).")
 
+    def update(self, min_nodes=None, max_nodes=None, idle_seconds_before_scaledown=None):
+        compute_records.update_nodes(self.workspace._store, self.name, min_nodes, max_nodes,
+                                     idle_seconds_before_scaledown)  # fmt: skip
+        self._row = compute_records.get(self.workspace._store, self.name)
+
     def get_status(self):
         return _Status(self)
 
     def delete(self):
-        with self.workspace._store.write_lock(), self.workspace._store.db() as db:
-            db.execute("DELETE FROM compute WHERE name = ?", (self.name,))
+        compute_records.delete(self.workspace._store, self.name)
 
     def __repr__(self):
         return (
@@ -111,22 +117,23 @@ def _busy_nodes(compute: AmlCompute) -> int:
         try:
             lock.acquire(timeout=0)
             lock.release()
-        except Exception:  # noqa: BLE001  (filelock.Timeout: a run holds this node)
+        except Timeout:  # a run holds this node
             busy += 1
     return busy
 
 
-class ComputeTarget:
+class ComputeTarget(Offline):
     """``ComputeTarget(ws, name)`` finds a target or raises ``ComputeTargetException``."""
 
+    _azure_class = AzureComputeTarget
+
     def __new__(cls, workspace, name):
-        with workspace._store.db() as db:
-            row = db.execute("SELECT * FROM compute WHERE name = ?", (name,)).fetchone()
+        row = compute_records.get(workspace._store, name)
         if row is None:
             raise ComputeTargetException(
                 f"ComputeTargetNotFound: Compute Target with name {name} not found in provided workspace"
             )
-        return AmlCompute(workspace, name, dict(row))
+        return AmlCompute(workspace, name, row)
 
     @staticmethod
     def create(workspace, name, provisioning_configuration):
@@ -147,26 +154,18 @@ class ComputeTarget:
         for arg in ("vnet_name", "subnet_name", "admin_username", "identity_type"):
             if getattr(config, arg, None):
                 warn_ignored("AmlCompute.provisioning_configuration", arg)
-        store = workspace._store
-        with store.write_lock(), store.db() as db:
-            if db.execute("SELECT 1 FROM compute WHERE name = ?", (name,)).fetchone():
-                raise ComputeTargetException(f"Compute target {name!r} already exists.")
-            db.execute(
-                "INSERT INTO compute VALUES (?, 'AmlCompute', ?, ?, ?, ?, ?, ?)",
-                (name, size, min_nodes, max_nodes, idle, time.time(), json.dumps(config.tags or {})),
-            )
+        try:
+            compute_records.create(workspace._store, name, size, min_nodes, max_nodes, idle, config.tags or {})
+        except compute_records.ComputeConflict as exc:
+            raise ComputeTargetException(str(exc)) from None
         return ComputeTarget(workspace, name)
 
     @staticmethod
     def list(workspace):
-        with workspace._store.db() as db:
-            names = [r["name"] for r in db.execute("SELECT name FROM compute ORDER BY name")]
-        return [ComputeTarget(workspace, n) for n in names]
+        return [ComputeTarget(workspace, n) for n in compute_records.names(workspace._store)]
 
 
 def machine_facts() -> dict:
-    import psutil
-
     return {
         "cpus": os.cpu_count(),
         "memoryGB": round(psutil.virtual_memory().total / 2**30, 1),

@@ -3,9 +3,7 @@
 A dataset is a list of web or local paths, registered under a name with
 versions.  When a run uses it (``as_mount()`` / ``as_download()``) or
 ``download()`` is called, its files are fetched into a local folder and
-verified: the four MNIST files through the data layer (known SHA-256, mirrors,
-offline sample), any other URL with the hash recorded at its first download
-and checked on every later one.
+verified (:mod:`helpers.aml.local.execution.data`).
 """
 
 from __future__ import annotations
@@ -13,22 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from azureml.core import Dataset as AzureDataset
+from azureml.data import FileDataset as AzureFileDataset
+from azureml.data.dataset_consumption_config import DatasetConsumptionConfig as AzureConsumption
 from azureml.exceptions import UserErrorException
 
 from helpers import data
-from helpers.aml.local._common import warn_ignored
+from helpers.aml.local.execution import data as local_data
+from helpers.aml.local.facade._base import Offline, warn_ignored
+from helpers.aml.local.records import datasets as dataset_records
+from helpers.aml.local.store import LocalStore
 
 
-def _is_url(path: str) -> bool:
-    return urlparse(path).scheme in ("http", "https")
-
-
-class FileDataset:
+class FileDataset(Offline):
     """A set of file references (twin of ``azureml.data.FileDataset``)."""
+
+    _azure_class = AzureFileDataset
 
     def __init__(self, paths: list[str], name=None, version=None, description=None, tags=None, workspace=None):
         self._paths = paths
@@ -47,29 +48,18 @@ class FileDataset:
 
         As on Azure, registering the same files again returns the existing latest version.
         """
-        store = workspace._store
-        with store.write_lock(), store.db() as db:
-            row = db.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
-            if row is not None:
-                if json.loads(row["paths"]) == self._paths:
-                    return _from_row(row, workspace)
-                if not create_new_version:
-                    raise UserErrorException(
-                        f"A dataset named {name!r} is already registered with other files; "
-                        "pass create_new_version=True to add a version."
-                    )
-            version = 1 if row is None else row["version"] + 1
-            db.execute(
-                "INSERT INTO datasets VALUES (?, ?, ?, 'file', ?, ?, ?)",
-                (name, version, description, json.dumps(self._paths), json.dumps(tags or {}), time.time()),
-            )
-        return FileDataset(self._paths, name, version, description, tags, workspace)
+        try:
+            record = dataset_records.register(workspace._store, name, self._paths, description, tags,
+                                              create_new_version)  # fmt: skip
+        except dataset_records.DatasetConflict as exc:
+            raise UserErrorException(str(exc)) from None
+        return _from_record(record, workspace)
 
     def to_path(self) -> list[str]:
         """The files' paths as a run sees them (relative to the mount point)."""
         out = []
         for p in self._paths:
-            if _is_url(p):
+            if local_data.is_url(p):
                 out.append("/" + urlparse(p).path.rsplit("/", 1)[-1])
             elif Path(p).is_dir():
                 out.extend("/" + f.relative_to(p).as_posix() for f in sorted(Path(p).rglob("*")) if f.is_file())
@@ -79,10 +69,11 @@ class FileDataset:
 
     def download(self, target_path=None, overwrite=False, ignore_not_found=False) -> list[str]:
         """Fetch the files (verified) and copy them into ``target_path``."""
-        from helpers.aml.local.store import LocalStore
-
         store = self._workspace._store if self._workspace else LocalStore.get()
-        folder = materialize(store, self._to_spec_dict("download", self.name or "dataset"))
+        try:
+            folder = local_data.materialize(store, self._to_spec_dict("download", self.name or "dataset"))
+        except local_data.DataError as exc:
+            raise UserErrorException(str(exc)) from None
         target = Path(target_path or ".")
         written = []
         for rel in self.to_path():
@@ -108,29 +99,21 @@ class FileDataset:
         return self.as_named_input(self.name or f"input_{self.id[:8]}").as_download(path_on_compute)
 
     def _to_spec_dict(self, mode: str, input_name: str) -> dict:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "paths": self._paths,
-            "mode": mode,
-            "input_name": input_name,
-        }
+        return {"name": self.name, "version": self.version, "paths": self._paths, "mode": mode,
+                "input_name": input_name}  # fmt: skip
 
     def __repr__(self):
+        registration = {"name": self.name, "version": self.version, "description": self.description}
         return json.dumps(
-            {
-                "source": self._paths,
-                "definition": ["GetFiles"],
-                "registration": {"name": self.name, "version": self.version, "description": self.description}
-                if self.name
-                else None,
-            },
+            {"source": self._paths, "definition": ["GetFiles"], "registration": registration if self.name else None},
             indent=2,
         )
 
 
-class DatasetConsumptionConfig:
+class DatasetConsumptionConfig(Offline):
     """How a run consumes a dataset (twin of ``azureml.data.dataset_consumption_config``)."""
+
+    _azure_class = AzureConsumption
 
     def __init__(self, name, dataset, mode="direct", path_on_compute=None):
         self.name = name
@@ -159,15 +142,9 @@ class DatasetConsumptionConfig:
         return f"DatasetConsumptionConfig:{self.name}"
 
 
-def _from_row(row, workspace) -> FileDataset:
-    return FileDataset(
-        json.loads(row["paths"]),
-        row["name"],
-        row["version"],
-        row["description"],
-        json.loads(row["tags"]),
-        workspace,
-    )
+def _from_record(record: dict, workspace) -> FileDataset:
+    return FileDataset(record["paths"], record["name"], record["version"], record["description"], record["tags"],
+                       workspace)  # fmt: skip
 
 
 class FileDatasetFactory:
@@ -183,7 +160,7 @@ class FileDatasetFactory:
                     "Datastore paths are an Azure feature: in local mode pass URLs or local paths."
                 )
             p = str(p)
-            if not _is_url(p):
+            if not local_data.is_url(p):
                 p = str(Path(p).resolve())
                 if validate and not Path(p).exists():
                     raise UserErrorException(f"Dataset path {p} does not exist.")
@@ -195,70 +172,24 @@ class FileDatasetFactory:
         return FileDataset(out)
 
 
-class Dataset:
+class Dataset(Offline):
     """Twin of ``azureml.core.Dataset``: ``Dataset.File.from_files`` and the registry look-ups."""
 
+    _azure_class = AzureDataset
     File = FileDatasetFactory
 
     @staticmethod
     def get_by_name(workspace, name, version="latest", **kwargs):
-        with workspace._store.db() as db:
-            if version == "latest":
-                row = db.execute(
-                    "SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
-                ).fetchone()
-            else:
-                row = db.execute(
-                    "SELECT * FROM datasets WHERE name = ? AND version = ?", (name, int(version))
-                ).fetchone()
-        if row is None:
-            raise UserErrorException(
-                f"No dataset {name!r} (version {version}) in the local workspace. "
-                "Register it first (notebook 01-dataset)."
-            )
-        return _from_row(row, workspace)
+        try:
+            record = dataset_records.get(workspace._store, name, version)
+        except dataset_records.DatasetRecordNotFound:
+            which = "" if version in (None, "latest") else f" (version: {version})"
+            raise UserErrorException(  # azureml-core's words, then what to do here
+                f'Cannot find dataset registered with name "{name}"{which} in the workspace '
+                "(the local workspace). Register it first (notebook 01-dataset)."
+            ) from None
+        return _from_record(record, workspace)
 
     @staticmethod
     def get_all(workspace):
-        with workspace._store.db() as db:
-            names = [r["name"] for r in db.execute("SELECT DISTINCT name FROM datasets ORDER BY name")]
-        return {n: Dataset.get_by_name(workspace, n) for n in names}
-
-
-# --- turning a dataset into a local folder of verified files --------------------------------
-
-
-def materialize(store, spec: dict, say=print) -> Path:
-    """A local folder holding the dataset's files, fetched and verified."""
-    paths = spec["paths"]
-    names = [urlparse(p).path.rsplit("/", 1)[-1] if _is_url(p) else Path(p).name for p in paths]
-    if all(_is_url(p) for p in paths) and sorted(names) == sorted(data.FILE_NAMES):
-        bases = list(dict.fromkeys(p[: -len(n)] for p, n in zip(paths, names, strict=True)))
-        files = data.fetch_mnist(mirror_list=bases + [m for m in data.mirrors() if m not in bases], say=say)
-        say(f"MNIST files: {files.source} in {files.folder}")
-        return files.folder
-    if len(paths) == 1 and not _is_url(paths[0]) and Path(paths[0]).is_dir():
-        return Path(paths[0])
-    key = hashlib.sha1(json.dumps(paths).encode()).hexdigest()[:16]
-    folder = store.root / "datasets" / key
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, name in zip(paths, names, strict=True):
-        if _is_url(path):
-            _fetch_recorded(store, path, folder, say)
-        elif not (folder / name).exists():
-            shutil.copyfile(path, folder / name)
-    return folder
-
-
-def _fetch_recorded(store, url: str, folder: Path, say) -> Path:
-    """Fetch a URL; its SHA-256 is recorded at the first download and checked afterwards."""
-    with store.db() as db:
-        row = db.execute("SELECT sha256 FROM file_hashes WHERE url = ?", (url,)).fetchone()
-    known = row["sha256"] if row else None
-    path = data.fetch_file(url, folder, known, progressbar=False)
-    if known is None:
-        digest = data.sha256(path)
-        with store.write_lock(), store.db() as db:
-            db.execute("INSERT OR IGNORE INTO file_hashes VALUES (?, ?, ?)", (url, digest, time.time()))
-        say(f"Recorded SHA-256 {digest} for {url}")
-    return path
+        return {n: Dataset.get_by_name(workspace, n) for n in dataset_records.names(workspace._store)}

@@ -35,5 +35,20 @@ class _PatchRunContext(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _chain_to_the_next_sitecustomize():
+    """Python imports only the first ``sitecustomize`` on the path: run the one this hook shadows, if any."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in sys.path:
+        if not folder or os.path.abspath(folder) == here:
+            continue
+        candidate = os.path.join(folder, "sitecustomize.py")
+        if os.path.isfile(candidate):
+            spec = importlib.util.spec_from_file_location("_shadowed_sitecustomize", candidate)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return
+
+
 if os.environ.get("AZUREML_LOCAL_RUN_DIR"):
     sys.meta_path.insert(0, _PatchRunContext())
+_chain_to_the_next_sitecustomize()

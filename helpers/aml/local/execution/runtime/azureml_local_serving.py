@@ -11,7 +11,7 @@ system picks), before the server starts, and the port is written to
 ``endpoint.json``: no race for a free port, and a busy port is a clear error.
 
 Standard library and gunicorn only, started by file path: it may run in a
-service's own built environment (:mod:`helpers.aml.local.envs`), which has the
+service's own built environment (:mod:`helpers.aml.local.execution.envs`), which has the
 inference server but not this project.
 """
 
@@ -94,6 +94,18 @@ def bind(port: int) -> socket.socket:
     return sock
 
 
+def die_with_master(server, worker) -> None:
+    """gunicorn's post_fork hook: the kernel kills a worker when its master dies (Linux), so a killed
+    master never leaves a worker serving on the port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != server.pid:  # the master died before the call: go now
+            os._exit(1)
+
+
 def main(argv: list[str]) -> int:
     import gunicorn.app.base
 
@@ -118,6 +130,7 @@ def main(argv: list[str]) -> int:
             self.cfg.set("timeout", 300)
             self.cfg.set("accesslog", "-")
             self.cfg.set("proc_name", f"azureml-local-service-{spec['name']}")
+            self.cfg.set("post_fork", die_with_master)
 
         def load(self):
             from azureml_inference_server_http.server.entry import app  # runs init() in this worker

@@ -12,7 +12,7 @@ import io
 import threading
 import time
 
-from helpers.aml.local.runs import TERMINAL
+from helpers.aml.local.records.status import TERMINAL
 
 REFRESH_S = 2.0
 LOG_LINES = 25

@@ -1,0 +1,91 @@
+"""What a run or service starts from: a snapshot of the source folder, and the environment it needs.
+
+Environments arrive as plain dicts (``name``, ``pip``, ``conda``, ``docker_image``,
+``user_managed``, ``environment_variables``) made by the facade from whatever
+SDK described them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+#: Azure ML runtime metapackages that a local interpreter with azureml-core stands in for.
+STAND_INS = {"azureml-defaults": "azureml-core"}
+
+
+def ignore_function(source: Path):
+    """``shutil.copytree`` ignore function for ``.amlignore`` (or else ``.gitignore``) patterns."""
+    import pathspec
+
+    for name in (".amlignore", ".gitignore"):
+        file = source / name
+        if file.is_file():
+            spec = pathspec.PathSpec.from_lines("gitwildmatch", file.read_text().splitlines())
+            break
+    else:
+        return None
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        rel = Path(folder).relative_to(source)
+        skipped = set()
+        for n in names:
+            path = (rel / n).as_posix()
+            if spec.match_file(path) or (Path(folder, n).is_dir() and spec.match_file(path + "/")):
+                skipped.add(n)
+        return skipped
+
+    return ignore
+
+
+def copy_snapshot(source: Path, target: Path) -> None:
+    """Copy the source folder as Azure uploads it (honouring ``.amlignore``, else ``.gitignore``)."""
+    shutil.copytree(source, target, ignore=ignore_function(source), dirs_exist_ok=True)
+
+
+def unsatisfied(requirement: str) -> str | None:
+    """None when this interpreter satisfies a pip requirement line, else what is missing."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return f"{requirement} (not a requirement this check understands)"
+    if req.marker is not None and not req.marker.evaluate():
+        return None
+    name = STAND_INS.get(req.name.lower(), req.name)
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return requirement
+    if req.specifier and not req.specifier.contains(version, prereleases=True):
+        return f"{requirement} (installed: {version})"
+    return None
+
+
+def missing_packages(env: dict) -> list[str]:
+    return [p for p in (unsatisfied(line) for line in env.get("pip", [])) if p]
+
+
+def warnings_for(env: dict) -> list[str]:
+    """What the local workspace cannot honour in an environment: the same lines for runs and for services."""
+    out = []
+    if env.get("docker_image"):
+        out.append(
+            f"Docker image {env['docker_image']} is not built locally: the local workspace uses this machine's "
+            "Python (or an environment it builds from the pip packages)."
+        )
+    if env.get("user_managed"):  # Azure uses the image's Python as it is: conda packages are not installed
+        return out
+    for conda in env.get("conda", []):
+        name, _, version = conda.partition("=")
+        name = name.split("<")[0].split(">")[0].strip()
+        if name == "python" and version:
+            have = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+            if not (have + ".").startswith(version.lstrip("=") + "."):
+                out.append(f"the environment asks for python={version}; this machine runs {have}.")
+        elif name not in ("pip", "python", "setuptools"):
+            out.append(f"conda package {conda!r} is not installed locally (pip packages are).")
+    return out

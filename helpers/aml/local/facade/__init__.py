@@ -1,0 +1,28 @@
+"""Layer 4, the facade: the azureml-core v1 classes of the local workspace.
+
+``Workspace``, ``Experiment``, ``Run``, ``HyperDriveRun``, ``Model``, ``Webservice``,
+``Dataset``, ``ComputeTarget`` / ``AmlCompute`` and ``RunDetails``, with
+azureml-core's names and signatures, as thin classes over the records and
+execution layers.  The run a script sees inside a local run is in ``runtime/``.
+A second facade (SDK v2's ``MLClient``) can sit on the same lower layers.
+"""
+
+from helpers.aml.local.facade.compute import AmlCompute, ComputeTarget
+from helpers.aml.local.facade.datasets import Dataset
+from helpers.aml.local.facade.models import Model, Webservice
+from helpers.aml.local.facade.runs import Experiment, HyperDriveRun, Run
+from helpers.aml.local.facade.widgets import RunDetails
+from helpers.aml.local.facade.workspace import Workspace
+
+__all__ = [
+    "AmlCompute",
+    "ComputeTarget",
+    "Dataset",
+    "Experiment",
+    "HyperDriveRun",
+    "Model",
+    "Run",
+    "RunDetails",
+    "Webservice",
+    "Workspace",
+]

@@ -1,0 +1,262 @@
+"""Run records: the spec a run was submitted with, its tags and properties, and what it logged.
+
+A run is an MLflow run (so ``make mlflow-ui`` shows it) plus a folder
+``runs/<run id>/`` holding ``run.json``, the spec every layer reads: script,
+arguments, environment, target, parent, the MLflow ids.  Run numbers come from
+one table, under the write lock, so they never repeat.
+
+Every value a run logs is a row of the ``metrics`` table (any JSON value, text
+included, any number of times); numbers are copied into MLflow's metrics too,
+for its UI and charts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from helpers.aml.local.records import filters
+from helpers.aml.local.records.status import STATUS_TAG
+from helpers.aml.local.store import LocalStore, read_json, write_json
+
+DRIVER_LOG = "user_logs/std_log.txt"
+#: Each worker's output in a multi-worker run, named as on Azure ML.
+WORKER_LOG = "user_logs/std_log_process_{index}.txt"
+PROPERTY_PREFIX = "azureml.property."
+PARENT_TAG = "azureml.parent_run_id"
+#: The kinds of value a run logs (``Run.log``, ``log_list``, ``log_row``, ``log_table``, ``log_image``, and the
+#: JSON-valued ones: ``log_confusion_matrix``, ``log_accuracy_table``, ``log_predictions``, ``log_residuals``).
+KINDS = ("scalar", "list", "row", "table", "image", "json")
+
+
+class RunNotFound(LookupError):
+    """No run with that id in the workspace."""
+
+
+def new_run_id(experiment_name: str) -> str:
+    """Azure's shape: ``<experiment>_<unix time>_<8 hex>``."""
+    return f"{experiment_name}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+
+
+def create(store: LocalStore, experiment_name: str, spec: dict, tags: dict, submitted_by: str) -> dict:
+    """Record a new run for ``spec`` (which holds ``run_id``): its MLflow run, number and folder."""
+    client = store.mlflow
+    exp_id = store.experiment_id(experiment_name)
+    run_id = spec["run_id"]
+    run_dir = store.run_dir(run_id)
+    with store.write_lock():
+        run_dir.mkdir(parents=True)
+        with store.db() as db:
+            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM run_numbers").fetchone()[0]
+            db.execute("INSERT INTO run_numbers VALUES (?, ?)", (run_id, number))
+        mlrun = client.create_run(
+            exp_id,
+            run_name=run_id,
+            tags={
+                "azureml.run_id": run_id,
+                STATUS_TAG: "NotStarted",
+                PARENT_TAG: spec.get("parent_run_id") or "",
+                "mlflow.source.name": spec.get("script") or "",
+                "mlflow.user": submitted_by,
+                **{str(k): str(v) for k, v in tags.items()},
+            },
+        )
+        client.update_run(mlrun.info.run_id, status="SCHEDULED")
+    artifact_dir = Path(mlrun.info.artifact_uri.removeprefix("file://"))
+    (artifact_dir / "user_logs").mkdir(parents=True, exist_ok=True)
+    spec.update(
+        mlflow_run_id=mlrun.info.run_id,
+        artifact_dir=str(artifact_dir),
+        experiment=experiment_name,
+        root=str(store.root),
+        number=number,
+        created=time.time(),
+        submitted_by=submitted_by,
+    )
+    write_json(run_dir / "run.json", spec)
+    return spec
+
+
+def spec_of(store: LocalStore, run_id: str) -> dict:
+    spec = read_json(store.run_dir(run_id) / "run.json")
+    if spec is None:
+        raise RunNotFound(f"No run {run_id!r} in the local workspace ({store.root}).")
+    return spec
+
+
+def mlflow_tags(store: LocalStore, spec: dict) -> dict:
+    return dict(store.mlflow.get_run(spec["mlflow_run_id"]).data.tags)
+
+
+def user_tags(all_tags: dict) -> dict:
+    return {k: v for k, v in all_tags.items() if not k.startswith(("azureml.", "mlflow."))}
+
+
+def properties_of(all_tags: dict) -> dict:
+    return {k[len(PROPERTY_PREFIX) :]: v for k, v in all_tags.items() if k.startswith(PROPERTY_PREFIX)}
+
+
+def set_tags(store: LocalStore, spec: dict, tags: dict) -> None:
+    from mlflow.entities import RunTag
+
+    with store.write_lock():
+        store.mlflow.log_batch(spec["mlflow_run_id"], tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
+
+
+def remove_tags(store: LocalStore, spec: dict, keys) -> None:
+    with store.write_lock():
+        for key in keys:
+            try:
+                store.mlflow.delete_tag(spec["mlflow_run_id"], key)
+            except Exception:  # noqa: BLE001  (MlflowException: no such tag; Azure ignores it too)
+                pass
+
+
+class PropertyConflict(ValueError):
+    """A run property is immutable: it was already set to another value."""
+
+
+def add_properties(store: LocalStore, spec: dict, properties: dict) -> None:
+    with store.write_lock():
+        current = properties_of(mlflow_tags(store, spec))
+        for key, value in properties.items():
+            if key in current and current[key] != str(value):
+                raise PropertyConflict(
+                    f"Run {spec['run_id']}: property {key!r} is already {current[key]!r}; properties are immutable."
+                )
+        set_tags(store, spec, {PROPERTY_PREFIX + k: v for k, v in properties.items()})
+
+
+def search(store: LocalStore, experiment: str, *, parent: str | None = None, include_children: bool = False,
+           tags=None, properties=None) -> list[str]:  # fmt: skip
+    """Run ids of an experiment, newest first, filtered as azureml-core filters (see :mod:`.filters`)."""
+    exp_id = store.experiment_id(experiment, create=False)
+    if exp_id is None:
+        return []
+    filter_string = f"tags.`{PARENT_TAG}` = '{parent}'" if parent else ""
+    found = store.mlflow.search_runs([exp_id], filter_string=filter_string, order_by=["attributes.start_time DESC"])
+    ids = []
+    for info in found:
+        run_tags = info.data.tags
+        if "azureml.run_id" not in run_tags:
+            continue
+        if parent is None and not include_children and run_tags.get(PARENT_TAG):
+            continue
+        if not filters.matches(user_tags(run_tags), tags):
+            continue
+        if not filters.matches(properties_of(run_tags), properties):
+            continue
+        ids.append(run_tags["azureml.run_id"])
+    return ids
+
+
+# --- logged values ----------------------------------------------------------------------------------------
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def append_values(store: LocalStore, spec: dict, values: list[dict]) -> None:
+    """Record logged values: each ``{"name", "kind", "value", "time", "step"?}``, in the order given.
+
+    Every value lands in the ``metrics`` table with the next sequence number for its name; numbers
+    (scalars, items of lists, columns of rows and tables) are copied into MLflow's metrics as well.
+    """
+    if not values:
+        return
+    from mlflow.entities import Metric
+
+    run_id = spec["run_id"]
+    mlflow_metrics = []
+    with store.write_lock(), store.db() as db:
+        next_seq: dict[str, int] = {}
+        for item in values:
+            name, kind = item["name"], item["kind"]
+            if kind not in KINDS:
+                raise ValueError(f"Unknown metric kind {kind!r} for {name!r}.")
+            if name not in next_seq:
+                row = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM metrics WHERE run_id = ? AND name = ?",
+                                 (run_id, name)).fetchone()  # fmt: skip
+                next_seq[name] = row[0]
+            seq = next_seq[name]
+            next_seq[name] += 1
+            step = item.get("step")
+            db.execute(
+                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, name, seq, kind, step, json.dumps(item["value"]), item["time"]),
+            )
+            ms = int(item["time"] * 1000)
+            value = item["value"]
+            if kind == "scalar" and _is_number(value):
+                mlflow_metrics.append(Metric(name, float(value), ms, seq if step is None else int(step)))
+            elif kind == "list":
+                mlflow_metrics += [Metric(name, float(v), ms, i) for i, v in enumerate(value) if _is_number(v)]
+            elif kind in ("row", "table") and isinstance(value, dict):
+                for col, val in value.items():
+                    for i, v in enumerate(val if kind == "table" and isinstance(val, list) else [val]):
+                        if _is_number(v):
+                            mlflow_metrics.append(Metric(f"{name}/{col}", float(v), ms, seq + i))
+        for i in range(0, len(mlflow_metrics), 900):  # MLflow's batch limit is 1000 metrics
+            store.mlflow.log_batch(spec["mlflow_run_id"], metrics=mlflow_metrics[i : i + 900])
+
+
+def _plain_number(value):
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def read_values(store: LocalStore, run_id: str, name: str | None = None) -> dict:
+    """Logged values as azureml-core's ``Run.get_metrics`` returns them.
+
+    Logged once, a value; logged several times, the list of values in order.  ``log_list``
+    gives its list, ``log_row`` a ``{column: value}`` (or ``{column: [values]}`` after several
+    rows), ``log_table`` ``{column: [values]}``, ``log_image`` the image's ``aml://`` address,
+    and the JSON-valued ones their last value.
+    """
+    query = "SELECT name, kind, value FROM metrics WHERE run_id = ?"
+    args: tuple = (run_id,)
+    if name is not None:
+        query += " AND name = ?"
+        args += (name,)
+    with store.db() as db:
+        rows = db.execute(query + " ORDER BY name, seq", args).fetchall()
+    grouped: dict[str, tuple[str, list]] = {}
+    for row in rows:
+        kind, values = grouped.setdefault(row["name"], (row["kind"], []))
+        values.append(json.loads(row["value"]))
+    out = {}
+    for key, (kind, values) in grouped.items():
+        if kind == "scalar":
+            values = [_plain_number(v) for v in values]
+            out[key] = values[0] if len(values) == 1 else values
+        elif kind == "list":
+            out[key] = [_plain_number(v) for lst in values for v in lst] if len(values) > 1 else values[0]
+        elif kind == "row":
+            columns = list(dict.fromkeys(c for v in values for c in v))
+            if len(values) == 1:
+                out[key] = dict(values[0])
+            else:
+                out[key] = {c: [v.get(c) for v in values] for c in columns}
+        elif kind == "table":
+            table: dict[str, list] = {}
+            for v in values:
+                for c, col in v.items():
+                    table.setdefault(c, []).extend(col if isinstance(col, list) else [col])
+            out[key] = table
+        else:  # image, json
+            out[key] = values[-1]
+    return out
+
+
+def numeric_history(store: LocalStore, run_id: str, name: str) -> list[float]:
+    """The numbers logged under ``name`` with ``Run.log``, in order (what HyperDrive's policies judge)."""
+    with store.db() as db:
+        rows = db.execute(
+            "SELECT value FROM metrics WHERE run_id = ? AND name = ? AND kind = 'scalar' ORDER BY seq", (run_id, name)
+        ).fetchall()
+    values = [json.loads(r["value"]) for r in rows]
+    return [float(v) for v in values if _is_number(v)]

@@ -1,0 +1,91 @@
+"""A run's status, and the one function that changes it.
+
+The states a run passes through on Azure ML, in order::
+
+    NotStarted -> Queued -> Preparing -> Running -> Finalizing -> Completed
+                                                                   Failed
+                                                                   Canceled
+
+A run moves forward only (it may skip states: a sweep's parent goes from
+NotStarted to Running), and from any state that is not final it may end Failed
+or Canceled.  A final state never changes again: the first one wins, so a
+supervisor and a reaper that both try to end a run cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from helpers.aml.local.store import LocalStore, write_json
+
+ORDER = ("NotStarted", "Queued", "Preparing", "Running", "Finalizing")
+TERMINAL = ("Completed", "Failed", "Canceled")
+STATUS_TAG = "azureml.status"
+#: MLflow's own run status for each of Azure ML's, so the MLflow UI agrees.
+MLFLOW_STATUS = {
+    "NotStarted": "SCHEDULED",
+    "Queued": "SCHEDULED",
+    "Preparing": "SCHEDULED",
+    "Running": "RUNNING",
+    "Finalizing": "RUNNING",
+    "Completed": "FINISHED",
+    "Failed": "FAILED",
+    "Canceled": "KILLED",
+}
+
+
+class IllegalTransition(ValueError):
+    """A status change that Azure ML never makes (backwards, or out of a final state into another)."""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_legal(current: str, new: str) -> bool:
+    if current in TERMINAL:
+        return False
+    if new in TERMINAL:
+        return True
+    return new in ORDER and ORDER.index(new) > ORDER.index(current)
+
+
+def current_status(store: LocalStore, spec: dict) -> str:
+    return store.mlflow.get_run(spec["mlflow_run_id"]).data.tags.get(STATUS_TAG, "NotStarted")
+
+
+def set_status(store: LocalStore, spec: dict, new: str, error: str | None = None, reason: str | None = None) -> bool:
+    """Move the run to ``new``; returns False (and changes nothing) when it has already ended.
+
+    Raises :class:`IllegalTransition` for a move Azure never makes, such as Running back to Queued.
+    The status is kept in the MLflow run (tag and MLflow status) and in ``status.json`` in the run's
+    folder, where the script's own ``Run.get_context().get_status()`` reads it.
+    """
+    if new not in ORDER and new not in TERMINAL:
+        raise IllegalTransition(f"{new!r} is not a run status; the statuses are {', '.join(ORDER + TERMINAL)}.")
+    client = store.mlflow
+    run_id = spec["mlflow_run_id"]
+    with store.write_lock():
+        current = client.get_run(run_id).data.tags.get(STATUS_TAG, "NotStarted")
+        if current in TERMINAL:
+            return False
+        if current == new:
+            return True
+        if not is_legal(current, new):
+            raise IllegalTransition(f"Run {spec['run_id']} cannot go from {current} back to {new}.")
+        client.set_tag(run_id, STATUS_TAG, new)
+        if new == "Running":
+            client.set_tag(run_id, "azureml.start_time", utc_now())
+        if error:
+            client.set_tag(run_id, "azureml.error", error[-6000:])
+        if reason:
+            client.set_tag(run_id, "azureml.cancel_reason", reason[:6000])
+        if new in TERMINAL:
+            client.set_tag(run_id, "azureml.end_time", utc_now())
+            client.set_terminated(run_id, MLFLOW_STATUS[new])
+        else:
+            client.update_run(run_id, status=MLFLOW_STATUS[new])
+        folder = store.run_dir(spec["run_id"])
+        if folder.is_dir():
+            write_json(folder / "status.json", {"status": new})
+    return True

@@ -1,0 +1,128 @@
+"""The local workspace's four layers: each imports only the ones below it, and nothing imports in a circle.
+
+store (1) <- records (2) <- execution (3) <- facade (4).  The lower three stay free of azureml-core, so a
+second facade (SDK v2's MLClient) can sit on them; and no module hides an import inside a function to
+get around a cycle (the in-script run's optional imports are the one listed exception).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from support import PROJECT
+
+PACKAGE = PROJECT / "helpers" / "aml" / "local"
+LAYERS = {"store": 1, "records": 2, "execution": 3, "facade": 4}
+#: The package's own __init__ (it re-exports the facade).
+TOP_LEVEL = {"__init__": 4}
+#: Imports inside functions that are not about cycles: the in-script run uses the local workspace only when the
+#: script's interpreter has this project (a separate job environment has not).
+OPTIONAL_IMPORTS = {"helpers.aml.local.facade.runtime.azureml_local_run"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PROJECT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int | None:
+    rest = module.removeprefix("helpers.aml.local").lstrip(".").split(".")
+    if rest == [""]:
+        return TOP_LEVEL["__init__"]
+    return LAYERS.get(rest[0], TOP_LEVEL.get(rest[0]))
+
+
+def imports(path: Path) -> list[tuple[str, bool]]:
+    """``(imported module, at module level?)`` for every import of this project's local workspace."""
+    tree = ast.parse(path.read_text())
+    found = []
+
+    def visit(node, top: bool):
+        for child in ast.iter_child_nodes(node):
+            inner = top and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            if isinstance(child, ast.Import):
+                found.extend((a.name, top) for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                for alias in child.names:  # "from pkg import submodule" imports the submodule
+                    candidate = f"{child.module}.{alias.name}"
+                    is_module = (PROJECT / Path(*candidate.split("."))).with_suffix(".py").exists() or (
+                        PROJECT / Path(*candidate.split(".")) / "__init__.py"
+                    ).exists()
+                    found.append((candidate if is_module else child.module, top))
+            visit(child, inner)
+
+    visit(tree, True)
+    return [(m, top) for m, top in found if m.startswith("helpers.aml.local")]
+
+
+def graph() -> dict[str, list[tuple[str, bool]]]:
+    return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_every_module_sits_in_a_layer():
+    assert {m for m in graph() if layer_of(m) is None} == set()
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [
+        f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+        for module, targets in graph().items()
+        for target, _ in targets
+        if layer_of(target) > layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycle_among_modules():
+    edges = {m: {t for t, top in ts if top and t != m and not m.startswith(t + ".")} for m, ts in graph().items()}
+    # a package's __init__ importing its own submodules is not a cycle: the submodules never import it back
+    state: dict[str, int] = {}
+    cycles = []
+
+    def walk(node: str, path: list[str]):
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]) if nxt in path else f"{node} -> {nxt}")
+            elif nxt not in state:
+                walk(nxt, path + [nxt])
+        state[node] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            walk(module, [module])
+    assert cycles == []
+
+
+def test_no_imports_inside_functions_except_optional_ones():
+    hidden = [
+        f"{module} imports {target} inside a function"
+        for module, targets in graph().items()
+        for target, top in targets
+        if not top and module not in OPTIONAL_IMPORTS
+    ]
+    assert hidden == []
+
+
+def test_lower_layers_do_not_import_azureml():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        if layer_of(module) >= LAYERS["facade"]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{module} imports {n}" for n in names if n.split(".")[0] == "azureml"]
+    assert offenders == []
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    """The graph finds imports inside functions and 'from package import submodule' forms."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from helpers.aml.local.records import runs\ndef f():\n    from helpers.aml.local.facade import models\n"
+    )
+    assert imports(probe) == [("helpers.aml.local.records.runs", True), ("helpers.aml.local.facade.models", False)]
