@@ -88,7 +88,9 @@ class Experiment(Offline):
             return Run(self, spec["run_id"])
         if isinstance(config, HyperDriveConfig):
             spec = hyperdrive_spec(self, config)
-            run_records.create(self._store, self.name, spec, tags or {}, _user())
+            # As Azure tags a sweep: azureml-core's HyperDriveRun and run views read the primary metric from here.
+            system = {SYSTEM_TAG + "primary_metric_config": json.dumps(config._primary_metric_config)}
+            run_records.create(self._store, self.name, spec, {**(tags or {}), **system}, _user())
             start_supervisor(self._store, spec, module="helpers.aml.local.execution.sweeper")
             return HyperDriveRun(self, spec["run_id"], hyperdrive_config=config)
         raise UserErrorException(
