@@ -11,7 +11,7 @@ from azureml.core.runconfig import TensorflowConfiguration
 from azureml.exceptions import UserErrorException
 from support import PROJECT, script_dir
 
-from helpers.aml.local import AmlCompute, ComputeTarget, Dataset, Experiment
+from helpers.aml.local import AmlCompute, ComputeTarget, Dataset, Experiment, RunDetails
 
 
 def _cluster(ws, max_nodes=2):
@@ -62,6 +62,11 @@ def test_two_workers_train_one_model_that_only_the_chief_saves(ws):
     assert meta["training"]["workers"] == 2 and meta["versions"]["backend"] == "tensorflow"
     one, two = single.get_metrics()["Final test accuracy"], metrics["Final test accuracy"]
     assert abs(one - two) < 0.05, f"1 worker {one:.4f} vs 2 workers {two:.4f}"
+
+    view = RunDetails(double)
+    view.show()  # the run has ended: one refresh, no thread
+    assert view._thread is None and "<span class='aml-run-workers'>2</span>" in view._summary.value
+    assert view._log.value.count("class='aml-worker-log'") == 2 and "Worker 1 of 2:" in view._log.value
 
 
 def _download(run, name):

@@ -196,7 +196,7 @@ def test_sweep_caps_concurrency_keeps_every_metric_and_finds_the_best(ws, tmp_pa
 
     view = RunDetails(run)
     view.show()  # the run has ended: one refresh, no thread
-    assert "aml-sweep-children" in view._status.value and view._status.value.count("<td>Completed</td>") == 5
+    assert "aml-sweep-children" in view._children.value and view._children.value.count("<td>Completed</td>") == 5
     assert view._chart.value.startswith(b"\x89PNG"), "one accuracy line per child"
 
 
@@ -257,3 +257,10 @@ def test_bandit_cancels_a_diverging_training_run_while_the_good_one_completes(ws
     assert "BanditPolicy" in bad_run.get_details()["cancelReason"]
     assert 2 <= len(bad_run.get_metrics()["Accuracy"]) < epochs, "stopped after the evaluation interval, not at the end"
     assert run.get_best_run_by_primary_metric().id == good["run_id"]
+    assert json.loads(run.get_tags()["_aml_system_primary_metric_config"]) == {"name": "Accuracy", "goal": "maximize"}
+
+    view = RunDetails(run)
+    view.show()
+    table = view._children.value
+    assert "2 child runs, 1 stopped early or canceled" in table and "Stopped because" in table
+    assert "BanditPolicy" in table, "the view says why the child was stopped"
