@@ -55,12 +55,15 @@ def run_notebook(path: Path, out_dir: Path) -> None:
 
 
 def summary() -> str:
-    from helpers.aml import MODE, Model, Workspace
+    from helpers.aml import boundary
+
+    mode = boundary.activate()
+    from azureml.core import Model, Workspace  # after activate(): the local workspace's in local mode
 
     ws = Workspace.from_config()
     model = Model(ws, name="keras-mnist")
     lines = [
-        f"Mode:             {MODE} (workspace {ws.name})",
+        f"Mode:             {mode} (workspace {ws.name})",
         f"Data source:      {model.properties.get('data_source', 'unknown')}",
         f"Training run:     {model.run_id}",
         f"Model:            {model.name} version {model.version}",
@@ -75,7 +78,7 @@ def summary() -> str:
     except Exception:  # noqa: BLE001  (06-tune did not run: nothing to report)
         pass
     lines.append(f"Executed notebooks (and HTML copies): {BUILD_DIR}")
-    if MODE == "local":
+    if mode == "local":
         lines.append("Browse runs and models: make mlflow-ui   (then open http://127.0.0.1:5000)")
     else:
         lines.append("Browse runs and models: https://ml.azure.com")

@@ -5,6 +5,13 @@ training script keeps calling ``azureml.core.Run.get_context()`` unchanged, and
 inside a local run that returns a run that records into the local run history.
 The hook costs nothing until the script imports ``azureml.core``.  Standard
 library only: the run's interpreter may be a separate environment.
+
+With ``AZUREML_INTERCEPT=1`` (``helpers.aml.boundary.kernel_env()``), any process
+(a notebook's kernel, a script) gets the whole client boundary: its first
+``import azureml...`` calls ``helpers.aml.boundary.activate()`` first, so
+``from azureml.core import Workspace`` follows the mode rules with no change to the
+code.  Inside a run or a web service it does nothing: there azureml-core's own
+classes serve, as on Azure compute (with the run context above).
 """
 
 import importlib.abc
@@ -35,6 +42,39 @@ class _PatchRunContext(importlib.abc.MetaPathFinder):
         return spec
 
 
+class _ActivateBoundary(importlib.abc.MetaPathFinder):
+    """On the first import of the ``azureml`` package: import it, then activate the boundary before anything else."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "azureml":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_activate(module):
+            exec_module(module)
+            if os.environ.get("AZUREML_LOCAL_RUN_DIR") or os.environ.get("AZUREML_MODEL_DIR"):
+                return  # a run or a service: azureml-core's own classes, as on Azure compute
+            facade = sys.modules.get("helpers.aml.local.facade")
+            if facade is not None and getattr(facade.__spec__, "_initializing", False):
+                return  # the process imports the twin itself: it uses it directly
+            try:
+                boundary = importlib.import_module("helpers.aml.boundary")
+            except ImportError as exc:
+                sys.stderr.write(
+                    f"AZUREML_INTERCEPT is set, but {sys.executable} cannot import helpers.aml.boundary ({exc}): "
+                    "azureml.core is left as it is (Azure ML).\n"
+                )
+                return
+            boundary.activate()
+
+        spec.loader.exec_module = exec_and_activate
+        return spec
+
+
 def _chain_to_the_next_sitecustomize():
     """Python imports only the first ``sitecustomize`` on the path: run the one this hook shadows, if any."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -51,4 +91,6 @@ def _chain_to_the_next_sitecustomize():
 
 if os.environ.get("AZUREML_LOCAL_RUN_DIR"):
     sys.meta_path.insert(0, _PatchRunContext())
+if os.environ.get("AZUREML_INTERCEPT") == "1" and "azureml" not in sys.modules:
+    sys.meta_path.insert(0, _ActivateBoundary())
 _chain_to_the_next_sitecustomize()

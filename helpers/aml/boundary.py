@@ -1,0 +1,169 @@
+"""The client boundary: ``from azureml.core import Workspace`` gives the local workspace in local mode.
+
+Like moto for AWS, the notebook keeps azureml-core's imports and calls, and one
+visible call switches the twin on::
+
+    import helpers.aml.boundary
+
+    MODE = helpers.aml.boundary.activate()   # prints one line: the mode and the workspace folder
+
+then, in the cells below, exactly what runs on Azure::
+
+    from azureml.core import Workspace, Experiment, Dataset, Environment, ScriptRunConfig, Run, Model
+    from azureml.core.compute import ComputeTarget, AmlCompute
+    from azureml.core.webservice import AciWebservice, Webservice
+    from azureml.widgets import RunDetails
+
+The mode rules are :mod:`helpers.aml.config`'s (``AZUREML_MODE=local|azure``, else
+Azure when a workspace config is found).  In local mode the workspace-bound names
+of the modules in ``helpers.aml.local.facade.boundary.TWINS`` read as the local
+twins; configuration classes stay azureml-core's.  In Azure mode nothing of
+azureml-core changes (only ``RunDetails`` becomes the project's run view, which
+works on Azure runs and in JupyterLab 4).  :func:`deactivate` puts everything back.
+
+How: the module objects are not edited.  Each one gets a subclass of its module
+type whose attribute lookup answers the twin for those names, so
+``from azureml.core.run import Run`` and ``azureml.core.Run`` give the twin, while
+azureml-core's own code, which reads its module globals directly, keeps its own
+classes.
+
+Any Python process can opt in without a call: ``kernel_env()`` is the environment
+(``AZUREML_INTERCEPT=1`` and the ``sitecustomize`` folder on ``PYTHONPATH``) under
+which the first ``import azureml...`` activates the boundary;
+``python -m helpers.notebook`` runs notebooks that way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+
+from helpers.aml.config import ModeError, read_config, resolve_mode
+
+RUNTIME_DIR = Path(__file__).parent / "local" / "facade" / "runtime"
+#: the variable the sitecustomize hook in ``RUNTIME_DIR`` looks for
+INTERCEPT_VARIABLE = "AZUREML_INTERCEPT"
+#: the project's run view; once it exists it is ``azureml.widgets.RunDetails`` in both modes
+RUN_VIEW = ("helpers.run_details", "RunDetails")
+RUN_VIEW_MODULES = ("azureml.widgets", "azureml.widgets.run_details")
+
+_overlaid: dict[str, types.ModuleType] = {}
+_said: set[str] = set()
+_busy = False  # activate() imports azureml, which may call it again (the sitecustomize hook): once is enough
+MODE: str | None = None
+
+__all__ = ["MODE", "ModeError", "activate", "deactivate", "kernel_env"]
+
+
+def _lookup(module: types.ModuleType, name: str):
+    twins = type(module).__dict__["_twins"]
+    if name in twins:
+        return twins[name]
+    return type(module).__mro__[1].__getattribute__(module, name)
+
+
+def overlay(module_name: str, names: dict) -> bool:
+    """Make ``names`` read as the given objects on that module (imported now); False when it is not installed."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    kind = type(module)
+    if "_twins" in kind.__dict__:
+        kind._twins.update(names)
+    else:
+        module.__class__ = type(f"Intercepted{kind.__name__}", (kind,),
+                                {"_twins": dict(names), "__getattribute__": _lookup})  # fmt: skip
+    _overlaid[module_name] = module
+    return True
+
+
+def deactivate() -> None:
+    """Give every intercepted module back its own names (names already imported into a notebook stay bound)."""
+    global MODE
+    for module in _overlaid.values():
+        kind = type(module)
+        if "_twins" in kind.__dict__:
+            module.__class__ = kind.__mro__[1]
+    _overlaid.clear()
+    MODE = None
+
+
+def _say(line: str) -> None:
+    if line not in _said:
+        _said.add(line)
+        print(line)
+
+
+def _run_view() -> type | None:
+    try:
+        return getattr(importlib.import_module(RUN_VIEW[0]), RUN_VIEW[1])
+    except ImportError:
+        return None
+
+
+def activate(path: str | os.PathLike | None = None, _file_name: str | None = None) -> str:
+    """Apply the mode rules from ``path`` (as ``Workspace.from_config`` would search); returns "local" or "azure".
+
+    Local: azureml's workspace-bound names become the local workspace's, and one line says where it keeps its
+    state.  Azure: one line names the workspace; azureml-core is left as it is.  A config that cannot be read
+    raises :class:`ModeError`, whose one line names the file.
+    """
+    global MODE, _busy
+    if _busy:
+        return MODE
+    _busy = True
+    try:
+        MODE = _activate(path, _file_name)
+    finally:
+        _busy = False
+    return MODE
+
+
+def _activate(path, _file_name) -> str:
+    mode, config_path = resolve_mode(path, _file_name)
+    if mode == "azure":
+        deactivate()
+        view = _run_view()
+        if view is not None:
+            for name in RUN_VIEW_MODULES:
+                overlay(name, {"RunDetails": view})
+        config = read_config(config_path)
+        _say(
+            f"Azure ML mode: workspace '{config['workspace_name']}' (resource group {config['resource_group']}) "
+            f"from {config_path}; azureml.core is unchanged. Set AZUREML_MODE=local to work offline instead."
+        )
+    else:
+        # imported here, not above: Azure mode never loads the twin (nor its MLflow store)
+        from helpers.aml.local.facade import boundary as twin
+
+        for name, names in twin.TWINS.items():
+            overlay(name, names)
+        folder = twin.workspace_folder()
+        twin.announced(folder)
+        why = "AZUREML_MODE=local" if os.environ.get("AZUREML_MODE", "").strip().lower() == "local" else (
+            f"no config.json in {Path(path or '.').absolute()} or its parents")  # fmt: skip
+        _say(
+            f"Local mode ({why}): azureml.core's Workspace, Experiment, Run, Model, Dataset, ComputeTarget and "
+            f"Webservice are the offline local workspace in {folder}. A config.json (or AZUREML_MODE=azure) uses "
+            "Azure ML instead."
+        )
+    return mode
+
+
+def kernel_env(base: dict | None = None) -> dict:
+    """An environment under which a Python process (a Jupyter kernel, a script) gets the boundary on its own."""
+    env = dict(os.environ if base is None else base)
+    env[INTERCEPT_VARIABLE] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(RUNTIME_DIR), env.get("PYTHONPATH")]))
+    return env
+
+
+if __name__ == "__main__":  # python -m helpers.aml.boundary: which mode would a notebook here get?
+    try:
+        activate()
+    except ModeError as exc:
+        sys.exit(str(exc))
