@@ -1,4 +1,4 @@
-"""The walkthrough in a real browser: JupyterLab + Chromium, notebooks 00 to 05 run as a person runs them.
+"""The walkthrough in a real browser: JupyterLab + Chromium, notebooks 00 to 06 and 08 run as a person runs them.
 
 Run with ``make test-browser`` (``make test`` deselects it: it is marked ``browser``).
 It starts JupyterLab from the project's environment on 127.0.0.1 with a random port
@@ -7,9 +7,12 @@ touches the repository) and a fresh local workspace (the session's, from conftes
 Playwright drives the system's Chromium (``CHROMIUM``, default ``/usr/bin/chromium``;
 nothing is downloaded). For each notebook it runs all cells from the Run menu, waits
 for the kernel to finish, and checks what a person would see: no cell shows an error,
-every plot is an image that loaded, and 03-train's RunDetails is a live widget that
-ends Completed. A screenshot of each notebook, scrolled to its key output, goes to
-``build/screenshots/``. The server and the browser are stopped even when a check fails.
+every plot is an image that loaded, and the RunDetails of 03-train (a single run),
+06-tune (a HyperDrive sweep: one line per child) and 08-distributed (2 workers: each
+worker's log) is a live widget that ends Completed. 07-deploy is left out (its web
+service is tested under nbval); 06 and 08 use the session's small settings from
+conftest.py (3 epochs, 4 children). A screenshot of each notebook, scrolled to its
+key output, goes to ``build/screenshots/``. The server and the browser are stopped even when a check fails.
 """
 
 from __future__ import annotations
@@ -36,7 +39,11 @@ NOTEBOOKS = [
     "03-train.ipynb",
     "04-register.ipynb",
     "05-download-and-validate.ipynb",
+    "06-tune.ipynb",
+    "08-distributed.ipynb",
 ]
+#: The notebooks whose RunDetails view is checked, and what else it must show.
+RUN_VIEWS = {"03-train.ipynb", "06-tune.ipynb", "08-distributed.ipynb"}
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = PROJECT / "build" / "screenshots"
 NOTEBOOK_TIMEOUT_S = int(os.environ.get("BROWSER_NOTEBOOK_TIMEOUT", "900"))
@@ -192,6 +199,8 @@ def check_notebook(lab, page, name):
 
     errors = _error_cells(page)
     assert not errors, f"{name}: " + "; ".join(errors)
+    # The run view first: its last refresh (after the run ended) may still be on its way.
+    view = _check_run_details(page, notebook, name) if name in RUN_VIEWS else None
 
     # Plots: images that loaded, never a "<Figure size ...>" text in their place.
     images = notebook.locator(".jp-OutputArea-output img")
@@ -204,21 +213,33 @@ def check_notebook(lab, page, name):
     assert "<Figure size" not in texts, f"{name}: a plot was shown as text"
 
     key = images.last if images.count() else notebook.locator(".jp-OutputArea-output").last
-    if name == "03-train.ipynb":
-        key = _check_run_details(page, notebook)
+    if view is not None:
+        key = view
     key.scroll_into_view_if_needed()
     page.wait_for_timeout(1_000)  # let the cells scrolled into view paint
     page.screenshot(path=str(SCREENSHOTS / name.replace(".ipynb", ".png")))
 
 
-def _check_run_details(page, notebook):
-    """RunDetails rendered as a widget (not its text fallback) and shows Completed once the run has ended."""
+def _check_run_details(page, notebook, name):
+    """RunDetails rendered as a widget (not its text fallback), shows Completed once the run has ended, and
+    shows what its kind of run has: a sweep's children one line each, a multi-worker run's worker logs."""
     widget = notebook.locator(".jp-OutputArea-output .widget-vbox").first
-    assert widget.count(), "03-train: RunDetails did not render as a widget"
+    assert widget.count(), f"{name}: RunDetails did not render as a widget"
     fallback = " ".join(notebook.locator(".jp-OutputArea-output").all_text_contents())
-    assert "VBox(children=" not in fallback, "03-train: RunDetails shows its text fallback"
+    assert "VBox(children=" not in fallback, f"{name}: RunDetails shows its text fallback"
     from playwright.sync_api import expect
 
     # The view refreshes every 2 s from a kernel thread, replacing the element each time: re-query until Completed.
     expect(widget.locator(".aml-run-status")).to_have_text("Completed", timeout=60_000)
+    expect(widget.locator(".aml-portal-link")).to_contain_text("local run folder")  # a link to studio on Azure
+    expect(widget.locator(".aml-run-error")).to_have_count(0)
+    if name == "06-tune.ipynb":
+        children = int(os.environ["AML_SWEEP_RUNS"])
+        expect(widget.locator(".aml-sweep-children tr.aml-child")).to_have_count(children)
+        expect(widget.locator(".aml-sweep-summary")).to_contain_text(f"{children} child runs")
+    elif name == "08-distributed.ipynb":
+        expect(widget.locator(".aml-run-workers")).to_have_text("2")
+        expect(widget.locator("pre.aml-worker-log")).to_have_count(2)
+    else:
+        expect(widget.locator("pre.aml-log")).to_contain_text("Final test accuracy")
     return widget
