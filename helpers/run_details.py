@@ -325,11 +325,17 @@ def _scalars_html(metrics: dict) -> str:
     if not single:
         return ""
     rows = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v)[:200])}"
-        "</td></tr>"
-        for k, v in sorted(single.items())
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_value(v))}</td></tr>" for k, v in sorted(single.items())
     )
     return f"<table class='aml-run-metrics'>{rows}</table>"
+
+
+def _value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, str) and value.startswith("aml://artifactId/"):  # run.log_image: a file of the run
+        return f"image: {value.rsplit('/', 1)[-1]}"
+    return str(value)[:200]
 
 
 def _short_id(run_id: str) -> str:
@@ -360,6 +366,7 @@ def _metrics_png(metrics: dict) -> bytes:
     if not series:
         return b""
     from matplotlib.figure import Figure  # no pyplot: safe from a background thread
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(3.2 * len(series), 2.4), layout="constrained")
     axes = fig.subplots(1, len(series), squeeze=False)[0]
@@ -367,6 +374,7 @@ def _metrics_png(metrics: dict) -> bytes:
         ax.plot(range(1, len(values) + 1), values, marker="o")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -379,6 +387,7 @@ def _sweep_png(child_metrics: dict, name: str) -> bytes:
     if not series:
         return b""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(5, 2.8), layout="constrained")
     ax = fig.subplots()
@@ -386,6 +395,7 @@ def _sweep_png(child_metrics: dict, name: str) -> bytes:
         ax.plot(range(1, len(values) + 1), values, marker=".", label=_short_id(rid))
     ax.set_title(f"{name} of each child run")
     ax.set_xlabel("interval (times logged)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     if len(series) <= 10:
         ax.legend(fontsize=7, ncols=2)

@@ -156,7 +156,11 @@ def follow(view: RunDetails, run, timeout: float = 20) -> None:
 def test_single_run_shows_status_link_metrics_outputs_and_log_and_stops_when_completed():
     script = Script(
         ["Queued", "Preparing", "Running", "Running", "Running", "Completed"],
-        metrics=lambda step: {**accuracy(step), **({"Final test accuracy": 0.9712} if step >= 5 else {})},
+        metrics=lambda step: {
+            **accuracy(step),
+            **({"Final test accuracy": 0.9712} if step >= 5 else {}),
+            "Accuracy vs Loss": "aml://artifactId/ExperimentRun/dcid.keras-mnist_1700000000_abcd/Accuracy vs Loss.png",
+        },
         files=["outputs/model/model.keras", "outputs/model/metadata.json"],
     )
     run = PublicRun("keras-mnist_1700000000_abcd", script)
@@ -170,6 +174,7 @@ def test_single_run_shows_status_link_metrics_outputs_and_log_and_stops_when_com
     assert "View run in Azure ML studio" in summary and "target='_blank'" in summary
     assert "outputs/model/model.keras" in summary and "Workers" not in summary
     assert "Final test accuracy" in view._metrics.value and "0.9712" in view._metrics.value
+    assert "image: Accuracy vs Loss.png" in view._metrics.value and "aml://" not in view._metrics.value
     assert view._chart.value.startswith(b"\x89PNG")
     assert "line 5" in view._log.value and "user_logs/std_log.txt" in view._log.value
     assert view._error.value == "" and view._children.value == ""
