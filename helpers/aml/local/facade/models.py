@@ -50,6 +50,8 @@ class Model(Offline):
     """A registered model version (twin of ``azureml.core.Model``)."""
 
     _azure_class = AzureModel
+    #: the framework names ``Model.register(model_framework=Model.Framework.SCIKITLEARN)`` takes: azureml-core's
+    Framework = AzureModel.Framework
 
     def __init__(self, workspace, name=None, id=None, tags=None, properties=None, version=None, run_id=None,
                  model_framework=None, expand=True, **kwargs):  # fmt: skip
