@@ -16,12 +16,15 @@ export WHEELHOUSE
 FROM = $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE))
 # make install builds the job environments the local workspace needs (the Chainer track's): JOB_ENVS=no skips it
 JOB_ENVS ?= yes
-NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 2>/dev/null)
+NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 'tests/v1_samples/*.ipynb' 2>/dev/null)
 
-.PHONY: help install run test test-browser chromium lint lab mlflow-ui bench bench-serve clean lock lock-upgrade wheelhouse
+NB ?=
+
+.PHONY: help install run notebook test test-browser chromium lint lab mlflow-ui bench bench-serve clean lock lock-upgrade wheelhouse
 
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
+	@echo "make notebook NB=path/to/x.ipynb - run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
 	@echo "make test-browser - run notebooks 00-06 and 08 in JupyterLab in Chromium, check what renders, save screenshots"
 	@echo "make lab   - open JupyterLab on the project's environment"
@@ -48,6 +51,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m helpers.walkthrough
+
+notebook: $(STAMP)
+	@if [ -z "$(NB)" ]; then echo "Which notebook? make notebook NB=path/to/notebook.ipynb"; exit 2; fi
+	$(PY) -m helpers.notebook $(NB)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,103 @@
+"""Run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace (``make notebook NB=...``).
+
+    python -m helpers.notebook path/to/notebook.ipynb [more.ipynb ...] [--out DIR] [--workdir DIR]
+
+The notebook's kernel starts under ``helpers.aml.boundary.kernel_env()`` with
+``AZUREML_MODE=local``: its first ``import azureml...`` turns the boundary on, so
+``from azureml.core import Workspace`` and the rest are the local workspace's
+(``AZUREML_LOCAL_ROOT``, else ``.azureml-local/``) with no edit to the notebook.
+Each code cell gets one line (ok or FAILED with the error, and its seconds);
+the first failure stops the notebook, and the cells after it are listed as not
+run.  The executed copy (with outputs) goes to ``--out`` (default
+``build/notebooks/offline/``) with the same lines in ``<name>.cells.txt`` and the
+kernel's own stderr in ``<name>.kernel.log``.  Exit status 1 when a cell failed.
+
+A project testing its notebooks with pytest and nbval instead:
+``pytest -p helpers.pytest_offline --nbval-lax notebooks/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from helpers._scripts import PROJECT_ROOT
+from helpers.aml.boundary import kernel_env
+
+DEFAULT_OUT = PROJECT_ROOT / "build" / "notebooks" / "offline"
+CELL_TIMEOUT_S = 1800
+
+
+def offline_env() -> dict:
+    """The kernel's environment: the boundary switched on, and local mode whatever config.json lies about."""
+    return dict(kernel_env(), AZUREML_MODE="local", PYTHONUNBUFFERED="1")
+
+
+def _first_line(source: str) -> str:
+    line = next((s for s in source.strip().splitlines() if s.strip()), "")
+    return line if len(line) <= 60 else line[:57] + "..."
+
+
+def _one_line(name: str, value: str) -> str:
+    """The error's first informative line (azureml-core's exceptions start with their name and a colon)."""
+    lines = [line.strip() for line in (value or "").splitlines() if line.strip() and line.strip() != f"{name}:"]
+    message = next((line.split('"message": ', 1)[1].strip('",') for line in lines if '"message": ' in line), None)
+    return f"{name}: {message or (lines[0] if lines else '')}"[:300]
+
+
+def run(path: Path, out_dir: Path, workdir: Path | None = None, say=print) -> bool:
+    """Execute one notebook cell by cell, saying one line per code cell; True when every cell passed."""
+    book = nbformat.read(path, as_version=4)
+    workdir = (workdir or path.parent).resolve()
+    client = NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(workdir)}})  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, failed = [], False
+
+    def report(line: str) -> None:
+        results.append(line)
+        say(line, flush=True)
+
+    report(f"{path} (offline, in {workdir})")
+    with open(out_dir / f"{path.stem}.kernel.log", "w") as log, client.setup_kernel(stderr=log, env=offline_env()):
+        for index, cell in enumerate(book.cells):
+            if cell.cell_type != "code":
+                continue
+            label = f"cell {index:>2}: {_first_line(cell.source)}"
+            if failed:
+                report(f"  not run     {label}")
+                continue
+            start = time.perf_counter()
+            try:
+                client.execute_cell(cell, index)
+                report(f"  ok   {time.perf_counter() - start:5.1f}s {label}")
+            except CellExecutionError as exc:
+                failed = True
+                report(f"  FAILED {time.perf_counter() - start:4.1f}s {label} -> {_one_line(exc.ename, exc.evalue)}")
+    nbformat.write(book, out_dir / path.name)
+    (out_dir / f"{path.stem}.cells.txt").write_text("\n".join(results) + "\n")
+    say(f"  {'FAILED' if failed else 'passed'}: executed copy {out_dir / path.name}", flush=True)
+    return not failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="+", type=Path, help="the .ipynb files, run in this order")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the executed copies go")
+    parser.add_argument("--workdir", type=Path, help="the kernel's working folder (default: the notebook's)")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.notebooks if not p.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    passed = [run(p, args.out, args.workdir) for p in args.notebooks]
+    return 0 if all(passed) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
