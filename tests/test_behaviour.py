@@ -77,6 +77,15 @@ def test_model_filters_in_azureml_cores_list_form(ws, tmp_path):
         Model(ws, "m", tags=[["stage", "staging"]])
     with pytest.raises(ModelNotFoundException):
         Model.get_model_path("absent", _workspace=ws)
+    with pytest.raises(UserErrorException, match="must be list type"):  # as azureml-core's Model.list
+        Model.list(ws, tags={"stage": "prod"})
+    with pytest.raises(WebserviceException, match="whole number"):
+        Model(ws, "m", version="latest")
+    first = Model(ws, "m", version=1)
+    first.delete()
+    with pytest.raises(WebserviceException, match="ModelNotFound"):
+        first.delete()
+    assert [m.version for m in Model.list(ws, name="m")] == [2]
 
 
 # --- what a script sees ----------------------------------------------------------------------------------
@@ -103,12 +112,18 @@ run.log_table("table", {"a": [1, 2], "b": [3, 4]})
 run.log_row("row", x=1, y=2)
 run.log_row("row", x=3, y=4)
 run.log_list("list", [1, 2, 3])
+run.log("loss (val)", 0.5)  # a name MLflow refuses: kept all the same
+import matplotlib.pyplot as plt
+figure = plt.figure()
+plt.plot([1, 2, 3])
+run.log_image("curve", plot=figure)
 with open("outputs/model.txt", "w") as f:
     f.write("m")
 model = run.register_model("in-script-model", "outputs/model.txt")
 facts["model"] = [model.name, model.version]
 with open("outputs/facts.json", "w") as f:
     json.dump(facts, f)
+run.complete()
 """
 
 
@@ -144,6 +159,11 @@ def test_the_run_a_script_sees_is_whole(ws, tmp_path):
     assert metrics["table"] == {"a": [1, 2], "b": [3, 4]}
     assert metrics["row"] == {"x": [1, 3], "y": [2, 4]}
     assert metrics["list"] == [1, 2, 3]
+    assert metrics["loss (val)"] == 0.5
+    assert metrics["curve"].startswith("aml://artifactId/") and metrics["curve"].rsplit("/", 1)[1] in str(
+        run.get_file_names()
+    )
+    assert "The script marked the run complete" in run.get_details_with_logs()["logFiles"]["user_logs/std_log.txt"]
 
 
 def test_run_fail_ends_the_run_failed_even_when_the_script_exits_0(ws, tmp_path):
@@ -163,6 +183,10 @@ def test_a_sweep_child_sees_its_parent(ws, tmp_path):
         run.log("parent", run.parent.id)
         run.log("parent_status", run.parent.get_status())
         run.log("score", args.x)
+        try:
+            run.parent.log("written", 1)
+        except NotImplementedError as exc:
+            run.log("parent_write", str(exc))
         """,
     )
     config = HyperDriveConfig(
@@ -177,6 +201,7 @@ def test_a_sweep_child_sees_its_parent(ws, tmp_path):
     for child in children:
         assert child.get_metrics()["parent"] == sweep.id and child.get_metrics()["parent_status"] == "Running"
         assert child.parent.id == sweep.id
+        assert "is not available in a local run" in child.get_metrics()["parent_write"]
     assert sweep.get_best_run_by_primary_metric().get_metrics()["score"] == 2
 
 
@@ -296,6 +321,15 @@ def test_what_the_twin_lacks_is_a_clear_error_not_an_attribute_error(ws):
     assert not isinstance(typo.value, NotImplementedError), "a typo stays an AttributeError"
 
 
+def test_a_tag_the_store_cannot_keep_is_a_clear_error(ws, tmp_path):
+    run = submit(ws, script_dir(tmp_path, "print('done')\n"))
+    run.wait_for_completion()
+    with pytest.raises(UserErrorException, match="owner@team"):
+        run.tag("owner@team", "x")
+    with pytest.raises(UserErrorException, match="at most 8,000"):
+        run.tag("notes", "x" * 9000)
+
+
 def test_run_lookup_of_an_unknown_id_names_it(ws):
     with pytest.raises(UserErrorException, match="no-such-run"):
         Run(Experiment(ws, "behaviour"), "no-such-run")
@@ -309,3 +343,30 @@ def test_coverage_table_is_up_to_date():
 
 def test_workspace_is_a_workspace(ws):
     assert isinstance(ws, Workspace) and ws.get_details()["mode"] == "local"
+
+
+def test_a_source_folder_holding_the_workspace_is_snapshotted_without_it(tmp_path, monkeypatch):
+    """Samples often keep everything in one folder: the workspace must never be copied into its own runs."""
+    monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(tmp_path / "ws"))
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace.from_config()
+    (tmp_path / "train.py").write_text("import os\nprint(sorted(os.listdir('.')))\n")
+    first = submit(ws, tmp_path)
+    first.wait_for_completion()
+    second = submit(ws, tmp_path)
+    second.wait_for_completion()
+    log = second.get_details_with_logs()["logFiles"]["user_logs/std_log.txt"]
+    assert "'train.py'" in log and "'ws'" not in log
+    assert sum(1 for _ in (ws._store.run_dir(second.id) / "wd").rglob("*")) < 10
+
+
+def test_a_source_folder_over_azures_snapshot_limit_is_refused_at_submit(ws, tmp_path):
+    from azureml.exceptions import SnapshotException
+
+    src = script_dir(tmp_path, "print('never runs')\n")
+    for i in range(2001):
+        (src / f"f{i}.txt").write_text("x")
+    with pytest.raises(SnapshotException, match="more than 2000 files"):
+        submit(ws, src)
+    (src / ".amlignore").write_text("f*.txt\n")
+    assert submit(ws, src).wait_for_completion()["status"] == "Completed"

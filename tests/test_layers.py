@@ -33,8 +33,11 @@ def layer_of(module: str) -> int | None:
     return LAYERS.get(rest[0], TOP_LEVEL.get(rest[0]))
 
 
-def imports(path: Path) -> list[tuple[str, bool]]:
-    """``(imported module, at module level?)`` for every import of this project's local workspace."""
+def imports(path: Path, module: str | None = None) -> list[tuple[str, bool]]:
+    """``(imported module, at module level?)`` for every import of this project's local workspace.
+
+    ``module`` is the file's module name (default: from its place in the project)."""
+    module = module or module_name(path)
     tree = ast.parse(path.read_text())
     found = []
 
@@ -43,13 +46,20 @@ def imports(path: Path) -> list[tuple[str, bool]]:
             inner = top and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
             if isinstance(child, ast.Import):
                 found.extend((a.name, top) for a in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+            elif isinstance(child, ast.ImportFrom) and (child.module or child.level):
+                base = child.module or ""
+                if child.level:  # "from ..facade import x": resolve against this module's package
+                    package = module.split(".")
+                    if path.name != "__init__.py":
+                        package = package[:-1]
+                    package = package[: len(package) - (child.level - 1)]
+                    base = ".".join(package + ([child.module] if child.module else []))
                 for alias in child.names:  # "from pkg import submodule" imports the submodule
-                    candidate = f"{child.module}.{alias.name}"
+                    candidate = f"{base}.{alias.name}"
                     is_module = (PROJECT / Path(*candidate.split("."))).with_suffix(".py").exists() or (
                         PROJECT / Path(*candidate.split(".")) / "__init__.py"
                     ).exists()
-                    found.append((candidate if is_module else child.module, top))
+                    found.append((candidate if is_module else base, top))
             visit(child, inner)
 
     visit(tree, True)
@@ -123,6 +133,12 @@ def test_the_check_sees_an_upward_import(tmp_path):
     """The graph finds imports inside functions and 'from package import submodule' forms."""
     probe = tmp_path / "probe.py"
     probe.write_text(
-        "from helpers.aml.local.records import runs\ndef f():\n    from helpers.aml.local.facade import models\n"
+        "from helpers.aml.local.records import runs\n"
+        "def f():\n    from helpers.aml.local.facade import models\n"
+        "from ..facade import runs as facade_runs\n"
     )
-    assert imports(probe) == [("helpers.aml.local.records.runs", True), ("helpers.aml.local.facade.models", False)]
+    assert imports(probe, module="helpers.aml.local.records.probe") == [
+        ("helpers.aml.local.records.runs", True),
+        ("helpers.aml.local.facade.models", False),
+        ("helpers.aml.local.facade.runs", True),
+    ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -55,12 +57,16 @@ def materialize(store: LocalStore, spec: dict, say=print) -> Path:
                     f"Dataset {label!r}: its file {source} no longer exists. Put it back, or register a new "
                     "version of the dataset with Dataset.File.from_files(...).register(..., create_new_version=True)."
                 )
-            tmp = folder / f".{name}.partial"
+            tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.partial"  # one per copier: no races
             if source.is_dir():
-                shutil.copytree(source, tmp)
+                shutil.copytree(source, tmp, dirs_exist_ok=True)
+                if (folder / name).exists():  # another copier finished first
+                    shutil.rmtree(tmp)
+                else:
+                    os.replace(tmp, folder / name)
             else:
                 shutil.copyfile(source, tmp)
-            tmp.rename(folder / name)
+                os.replace(tmp, folder / name)  # atomic: a reader sees the whole file or none
     return folder
 
 

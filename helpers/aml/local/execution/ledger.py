@@ -31,10 +31,36 @@ import psutil
 
 from helpers.aml.local.store import LocalStore
 
-#: psutil's create_time is the start time in clock ticks since boot; two reads of one process agree to 10 ms.
+#: Start times are kept in seconds since boot (clock ticks, immune to clock changes); two reads of one process
+#: agree to one tick (10 ms).
 SAME_START_S = 0.05
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return f"boot-at-{psutil.boot_time():.0f}"
+
+
+BOOT_ID = _boot_id()
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") and "SC_CLK_TCK" in os.sysconf_names else 100
+
+
+def start_stamp(pid: int) -> float:
+    """When the process started, in seconds since boot (Linux: /proc/<pid>/stat, not the wall clock, so a
+    clock change or NTP step does not change it); elsewhere psutil's create_time.  NoSuchProcess if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[19]) / _TICKS
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(pid) from None
+    except (OSError, IndexError, ValueError):
+        return psutil.Process(pid).create_time()
 
 
 def run_owner(run_id: str) -> str:
@@ -60,9 +86,14 @@ def _libc():
 _LIBC = _libc()
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _die_with(parent: int):
+    def preexec() -> None:  # runs in the child between fork and exec
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before the call: the signal will never come
+                os._exit(1)
+
+    return preexec
 
 
 def become_subreaper() -> bool:
@@ -80,7 +111,7 @@ def start(store: LocalStore, owner: str, role: str, command: list[str], *, die_w
     SIGKILL: a script never outlives its supervisor.
     """
     proc = subprocess.Popen(
-        command, start_new_session=True, preexec_fn=_die_with_parent if die_with_parent else None, **popen
+        command, start_new_session=True, preexec_fn=_die_with(os.getpid()) if die_with_parent else None, **popen
     )
     try:
         record(store, owner, role, proc.pid, note=note)
@@ -92,12 +123,13 @@ def start(store: LocalStore, owner: str, role: str, command: list[str], *, die_w
 
 def record(store: LocalStore, owner: str, role: str, pid: int, note: str = "") -> int:
     """Add a process to the ledger (its start time and session read now); returns the row id."""
-    proc = psutil.Process(pid)
+    stamp = start_stamp(pid)
+    sid = os.getsid(pid)
     with store.write_lock(), store.db() as db:
         cur = db.execute(
             "INSERT INTO processes (owner, role, pid, create_time, sid, started, ended, note) "
             "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-            (owner, role, pid, proc.create_time(), os.getsid(pid), time.time(), note),
+            (owner, role, pid, stamp, sid, time.time(), f"{BOOT_ID} {note}".strip()),
         )
         return cur.lastrowid
 
@@ -128,11 +160,14 @@ def entries(store: LocalStore, owner: str, roles: tuple[str, ...] | None = None,
 
 
 def _same(entry: dict) -> psutil.Process | None:
-    """The recorded process when its pid still names it (start time matches), zombie or not."""
+    """The recorded process when its pid still names it (same boot, same start time), zombie or not."""
+    if not entry["note"].startswith(BOOT_ID):
+        return None  # recorded before the machine restarted: whatever has that pid now is another process
     try:
-        proc = psutil.Process(entry["pid"])
-        return proc if abs(proc.create_time() - entry["create_time"]) <= SAME_START_S else None
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        if abs(start_stamp(entry["pid"]) - entry["create_time"]) > SAME_START_S:
+            return None
+        return psutil.Process(entry["pid"])
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
         return None
 
 
@@ -158,7 +193,7 @@ def _session_is_ours(entry: dict) -> bool:
     """
     if _same(entry) is not None:
         return True
-    return not psutil.pid_exists(entry["pid"])
+    return entry["note"].startswith(BOOT_ID) and not psutil.pid_exists(entry["pid"])
 
 
 def family(entry: dict) -> list[psutil.Process]:
@@ -170,7 +205,7 @@ def family(entry: dict) -> list[psutil.Process]:
     if entry["sid"] == entry["pid"] and _session_is_ours(entry):  # it led its own session: its orphans are in it
         for proc in psutil.process_iter():
             try:
-                if os.getsid(proc.pid) == entry["sid"] and proc.create_time() >= entry["create_time"] - SAME_START_S:
+                if os.getsid(proc.pid) == entry["sid"] and start_stamp(proc.pid) >= entry["create_time"] - SAME_START_S:
                     found.setdefault(proc.pid, proc)
             except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
                 continue

@@ -35,7 +35,11 @@ def lay_out(store: LocalStore, name: str, source: Path, entry_script: str, model
     folder = store.service_dir(name)
     shutil.rmtree(folder, ignore_errors=True)
     app_root = folder / "app"
-    snapshot.copy_snapshot(source, app_root)
+    try:
+        snapshot.check_size(source, skip=[store.root])
+    except snapshot.SnapshotTooLarge as exc:
+        raise ServingError(str(exc)) from None
+    snapshot.copy_snapshot(source, app_root, skip=[store.root])
     entry = (app_root / entry_script).resolve()
     if not entry.is_file():
         shutil.rmtree(folder, ignore_errors=True)

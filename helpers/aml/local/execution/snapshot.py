@@ -7,6 +7,7 @@ SDK described them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from importlib import metadata
@@ -16,33 +17,74 @@ from pathlib import Path
 STAND_INS = {"azureml-defaults": "azureml-core"}
 
 
-def ignore_function(source: Path):
-    """``shutil.copytree`` ignore function for ``.amlignore`` (or else ``.gitignore``) patterns."""
+#: Azure's limits on a run's snapshot (azureml._restclient.constants): beyond them it refuses the submission.
+MAX_FILES = 2000
+MAX_BYTES = 300 * 1024 * 1024
+
+
+class SnapshotTooLarge(ValueError):
+    """The source folder is over Azure's snapshot limits; the message says which and what to do."""
+
+
+def ignore_function(source: Path, skip=()):
+    """``shutil.copytree`` ignore function: ``.amlignore`` (or else ``.gitignore``) patterns, and the folders in
+    ``skip`` (the local workspace's own folder when it lies inside the source: never copied into itself)."""
     import pathspec
 
+    spec = None
     for name in (".amlignore", ".gitignore"):
         file = source / name
         if file.is_file():
             spec = pathspec.PathSpec.from_lines("gitwildmatch", file.read_text().splitlines())
             break
-    else:
-        return None
+    skipped_paths = {Path(p).resolve() for p in skip}
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         rel = Path(folder).relative_to(source)
         skipped = set()
         for n in names:
+            full = Path(folder, n)
+            if full.resolve() in skipped_paths:
+                skipped.add(n)
+                continue
+            if spec is None:
+                continue
             path = (rel / n).as_posix()
-            if spec.match_file(path) or (Path(folder, n).is_dir() and spec.match_file(path + "/")):
+            if spec.match_file(path) or (full.is_dir() and spec.match_file(path + "/")):
                 skipped.add(n)
         return skipped
 
     return ignore
 
 
-def copy_snapshot(source: Path, target: Path) -> None:
+def check_size(source: Path, skip=()) -> tuple[int, int]:
+    """Files and bytes of the snapshot Azure would take; raises :class:`SnapshotTooLarge` past its limits."""
+    ignore = ignore_function(source, skip)
+    files = size = 0
+    for folder, dirs, names in os.walk(source):
+        skipped = ignore(folder, dirs + names)
+        dirs[:] = [d for d in dirs if d not in skipped]
+        for name in names:
+            if name in skipped:
+                continue
+            files += 1
+            try:
+                size += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+            if files > MAX_FILES or size > MAX_BYTES:
+                what = f"more than {MAX_FILES} files" if files > MAX_FILES else f"more than {MAX_BYTES // 2**20} MB"
+                raise SnapshotTooLarge(
+                    f"The source folder {source} holds {what}, over Azure ML's snapshot limit (the local workspace "
+                    "keeps the same limit). Point source_directory at a folder with just the scripts, or list what "
+                    "to leave out in an .amlignore file there (see http://aka.ms/aml-largefiles)."
+                )
+    return files, size
+
+
+def copy_snapshot(source: Path, target: Path, skip=()) -> None:
     """Copy the source folder as Azure uploads it (honouring ``.amlignore``, else ``.gitignore``)."""
-    shutil.copytree(source, target, ignore=ignore_function(source), dirs_exist_ok=True)
+    shutil.copytree(source, target, ignore=ignore_function(source, [*skip, target]), dirs_exist_ok=True)
 
 
 def unsatisfied(requirement: str) -> str | None:

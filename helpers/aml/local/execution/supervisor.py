@@ -190,7 +190,7 @@ class Supervisor:
     def prepare(self) -> tuple[list[str], dict]:
         source = Path(self.spec["source_directory"])
         self.say(f"Copying snapshot of {source}")
-        snapshot.copy_snapshot(source, self.wd)
+        snapshot.copy_snapshot(source, self.wd, skip=[self.store.root])
         self.check_environment(self.spec["environment"])
         args, env_vars, inputs = [], {}, {}
         for arg in self.spec["arguments"]:
@@ -311,7 +311,8 @@ class Supervisor:
                 continue
             self.seen.add(child.pid)
             try:
-                ledger.record(self.store, self.owner, "descendant", child.pid)
+                if child.is_running():  # still the process children() saw (psutil compares its start time)
+                    ledger.record(self.store, self.owner, "descendant", child.pid)
             except psutil.NoSuchProcess:
                 continue
 
@@ -401,7 +402,10 @@ class Supervisor:
                 self.say("The script marked the run complete")
         run_records.append_values(self.store, self.spec, values)
         if tags:
-            run_records.set_tags(self.store, self.spec, tags)
+            try:
+                run_records.set_tags(self.store, self.spec, tags)
+            except run_records.BadTag as exc:
+                self.say(f"Warning: {exc}")
         if properties:
             try:
                 run_records.add_properties(self.store, self.spec, properties)

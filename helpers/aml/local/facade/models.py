@@ -61,7 +61,16 @@ class Model(Offline):
             raise WebserviceException("Model needs a name or an id (name:version).")
         self.workspace = workspace
         store = workspace._store
+        for what, value in (("tags", tags), ("properties", properties)):
+            if isinstance(value, dict):  # azureml-core iterates what it is given: a dict's keys
+                value = list(value)
+            if what == "tags":
+                tags = value
+            else:
+                properties = value
         if version not in (None, ""):
+            if not str(version).isdigit():
+                raise WebserviceException(f"Model {name!r}: version must be a whole number, not {version!r}.")
             try:
                 record = model_records.get(store, name, int(version))
             except model_records.ModelRecordNotFound as exc:
@@ -125,7 +134,10 @@ class Model(Offline):
         return str(target)
 
     def delete(self):
-        model_records.delete(self.workspace._store, self.name, self.version)
+        try:
+            model_records.delete(self.workspace._store, self.name, self.version)
+        except model_records.ModelRecordNotFound as exc:
+            raise WebserviceException(f"ModelNotFound: {exc}") from None
 
     @staticmethod
     def list(workspace, name=None, tags=None, properties=None, run_id=None, latest=False, dataset_id=None,
@@ -133,6 +145,11 @@ class Model(Offline):
         """Registered versions, filtered as azureml-core filters (``tags=['key', ['key2', 'value']]``)."""
         if dataset_id:
             warn_ignored("Model.list", "dataset_id", "the local workspace does not link models to datasets")
+        for what, value in (("tags", tags), ("properties", properties)):
+            if value is not None and not isinstance(value, list):  # azureml-core refuses other forms here
+                raise UserErrorException(
+                    f'Expected {what} must be list type. Ex. ["key", ["key2", "key2 value"]]: provided {type(value)}'
+                )
         try:
             found = model_records.select(workspace._store, name=name, tags=tags, properties=properties,
                                          run_id=run_id, latest=latest, framework=model_framework)  # fmt: skip
@@ -221,6 +238,19 @@ def deploy(workspace, name, models, inference_config, deployment_config, deploym
         if getattr(deployment_config, field, None) not in (None, False):
             warn_ignored("deploy_configuration", field, "a local service has nothing to size or certify")
 
+    with store.name_lock("service", name):  # one deploy or delete of a name at a time, across processes
+        _start_service(workspace, name, models, inference_config, deployment_config, overwrite, show_output, kind,
+                       auth)  # fmt: skip
+    service = Webservice(workspace, name)
+    if show_output:
+        service.wait_for_deployment(show_output=True)
+    return service
+
+
+def _start_service(workspace, name, models, inference_config, deployment_config, overwrite, show_output, kind,
+                   auth) -> None:  # fmt: skip
+    """Replace or refuse an existing service of the name, lay out the new one and start its server."""
+    store: LocalStore = workspace._store
     if service_records.get(store, name) is not None:
         if not overwrite:
             raise WebserviceException(
@@ -268,10 +298,6 @@ def deploy(workspace, name, models, inference_config, deployment_config, deploym
         service_records.delete(store, name)
         serving.remove_folder(store, name)
         raise
-    service = Webservice(workspace, name)
-    if show_output:
-        service.wait_for_deployment(show_output=True)
-    return service
 
 
 def _service_python(env: dict | None, show_output: bool) -> str:
@@ -450,9 +476,10 @@ class Webservice(Offline):
     # --- lifecycle ----------------------------------------------------------------------------
     def delete(self):
         """Stop the server (its workers and anything they started, through the ledger) and forget the service."""
-        serving.stop(self._store, self.name)
-        service_records.delete(self._store, self.name)
-        serving.remove_folder(self._store, self.name)
+        with self._store.name_lock("service", self.name):
+            serving.stop(self._store, self.name)
+            service_records.delete(self._store, self.name)
+            serving.remove_folder(self._store, self.name)
 
     def serialize(self) -> dict:
         spec = read_json(self._folder / "service.json") or {}

@@ -24,11 +24,11 @@ from types import SimpleNamespace
 from azureml.core import Experiment as AzureExperiment
 from azureml.core import Run as AzureRun
 from azureml.core import ScriptRunConfig
-from azureml.exceptions import ActivityFailedException, UserErrorException
+from azureml.exceptions import ActivityFailedException, SnapshotException, UserErrorException
 from azureml.train.hyperdrive import HyperDriveConfig
 from azureml.train.hyperdrive import HyperDriveRun as AzureHyperDriveRun
 
-from helpers.aml.local.execution import sweep_rules, watch
+from helpers.aml.local.execution import snapshot, sweep_rules, watch
 from helpers.aml.local.execution.supervisor import start_supervisor
 from helpers.aml.local.execution.sweeper import HYPERDRIVE_LOG, SYSTEM_TAG
 from helpers.aml.local.facade._base import Offline, not_available, warn_ignored
@@ -343,13 +343,13 @@ class Run(Offline):
         return run_records.properties_of(run_records.mlflow_tags(self._store, self._spec))
 
     def tag(self, key, value=None):
-        run_records.set_tags(self._store, self._spec, {key: "" if value is None else value})
+        self.set_tags({key: "" if value is None else value})
 
     def set_tags(self, tags):
-        if isinstance(tags, dict):
-            run_records.set_tags(self._store, self._spec, tags)
-        else:
-            run_records.set_tags(self._store, self._spec, {k: "" for k in tags})
+        try:
+            run_records.set_tags(self._store, self._spec, tags if isinstance(tags, dict) else {k: "" for k in tags})
+        except run_records.BadTag as exc:
+            raise UserErrorException(str(exc)) from None
 
     def remove_tags(self, tags):
         run_records.remove_tags(self._store, self._spec, [tags] if isinstance(tags, str) else list(tags))
@@ -523,6 +523,10 @@ def script_run_spec(experiment: Experiment, config: ScriptRunConfig) -> dict:
         )
     if not config.script or not (source / config.script).is_file():
         raise UserErrorException(f"Script {config.script!r} not found in source_directory {source}.")
+    try:  # as Azure does at submit time; the workspace's own folder is never part of a snapshot
+        snapshot.check_size(source, skip=[experiment._store.root])
+    except snapshot.SnapshotTooLarge as exc:
+        raise SnapshotException(str(exc)) from None
     rc = config.run_config
     target = _target_name(experiment.workspace, rc.target)
     workers = _worker_count(experiment.workspace, rc, target)

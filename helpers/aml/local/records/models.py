@@ -49,12 +49,24 @@ def as_dict(mv) -> dict:
 
 def versions(store: LocalStore, name: str) -> list[dict]:
     """Every version of ``name``, newest first."""
-    found = store.mlflow.search_model_versions(f"name = '{_quote(name)}'")
+    found, token = [], None
+    while True:
+        page = store.mlflow.search_model_versions(f"name = '{_quote(name)}'", max_results=1000, page_token=token)
+        found += list(page)
+        token = page.token
+        if not token:
+            break
     return sorted((as_dict(mv) for mv in found), key=lambda m: m["version"], reverse=True)
 
 
 def names(store: LocalStore) -> list[str]:
-    return sorted(m.name for m in store.mlflow.search_registered_models())
+    found, token = [], None
+    while True:  # MLflow answers in pages (100 names by default)
+        page = store.mlflow.search_registered_models(max_results=1000, page_token=token)
+        found += [m.name for m in page]
+        token = page.token
+        if not token:
+            return sorted(found)
 
 
 def get(store: LocalStore, name: str, version: int | None = None) -> dict:
@@ -126,6 +138,7 @@ def register(store: LocalStore, name: str, source: Path, asset_path: str, *, tag
 
 def delete(store: LocalStore, name: str, version: int) -> None:
     with store.write_lock():
+        get(store, name, version)  # ModelRecordNotFound when it is gone already
         store.mlflow.delete_model_version(name, str(version))
         if not versions(store, name):
             store.mlflow.delete_registered_model(name)

@@ -13,6 +13,7 @@ for its UI and charts.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -98,9 +99,25 @@ def properties_of(all_tags: dict) -> dict:
     return {k[len(PROPERTY_PREFIX) :]: v for k, v in all_tags.items() if k.startswith(PROPERTY_PREFIX)}
 
 
+class BadTag(ValueError):
+    """A tag name the local workspace's store cannot keep."""
+
+
 def set_tags(store: LocalStore, spec: dict, tags: dict) -> None:
     from mlflow.entities import RunTag
 
+    bad = [k for k in tags if mlflow_key(str(k)) != str(k)]
+    if bad:
+        raise BadTag(
+            f"Run {spec['run_id']}: tag name {bad[0]!r} cannot be kept by the local workspace (MLflow takes letters, "
+            "digits, '_', '-', '.', '/' and spaces, at most 250 characters): rename the tag."
+        )
+    long = [k for k, v in tags.items() if len(str(v)) > 8000]
+    if long:
+        raise BadTag(
+            f"Run {spec['run_id']}: the value of tag {long[0]!r} has {len(str(tags[long[0]])):,} characters; the "
+            "local workspace keeps at most 8,000 in a tag: log it as a metric (run.log) or upload it as a file."
+        )
     with store.write_lock():
         store.mlflow.log_batch(spec["mlflow_run_id"], tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
 
@@ -136,7 +153,14 @@ def search(store: LocalStore, experiment: str, *, parent: str | None = None, inc
     if exp_id is None:
         return []
     filter_string = f"tags.`{PARENT_TAG}` = '{parent}'" if parent else ""
-    found = store.mlflow.search_runs([exp_id], filter_string=filter_string, order_by=["attributes.start_time DESC"])
+    found, token = [], None
+    while True:  # MLflow answers in pages (1,000 runs by default)
+        page = store.mlflow.search_runs([exp_id], filter_string=filter_string, max_results=5000,
+                                        order_by=["attributes.start_time DESC"], page_token=token)  # fmt: skip
+        found += list(page)
+        token = page.token
+        if not token:
+            break
     ids = []
     for info in found:
         run_tags = info.data.tags
@@ -153,6 +177,14 @@ def search(store: LocalStore, experiment: str, *, parent: str | None = None, inc
 
 
 # --- logged values ----------------------------------------------------------------------------------------
+
+
+_MLFLOW_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def _json(value) -> str:
+    """JSON text of a logged value; NumPy scalars and arrays become numbers and lists, anything else its text."""
+    return json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
 
 
 def _is_number(value) -> bool:
@@ -186,21 +218,38 @@ def append_values(store: LocalStore, spec: dict, values: list[dict]) -> None:
             step = item.get("step")
             db.execute(
                 "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, name, seq, kind, step, json.dumps(item["value"]), item["time"]),
+                (run_id, name, seq, kind, step, _json(item["value"]), item["time"]),
             )
             ms = int(item["time"] * 1000)
-            value = item["value"]
+            value = json.loads(_json(item["value"]))  # plain numbers, as stored
             if kind == "scalar" and _is_number(value):
-                mlflow_metrics.append(Metric(name, float(value), ms, seq if step is None else int(step)))
+                mlflow_metrics.append(Metric(mlflow_key(name), float(value), ms, seq if step is None else int(step)))
             elif kind == "list":
-                mlflow_metrics += [Metric(name, float(v), ms, i) for i, v in enumerate(value) if _is_number(v)]
+                mlflow_metrics += [
+                    Metric(mlflow_key(name), float(v), ms, i) for i, v in enumerate(value) if _is_number(v)
+                ]
             elif kind in ("row", "table") and isinstance(value, dict):
                 for col, val in value.items():
                     for i, v in enumerate(val if kind == "table" and isinstance(val, list) else [val]):
                         if _is_number(v):
-                            mlflow_metrics.append(Metric(f"{name}/{col}", float(v), ms, seq + i))
-        for i in range(0, len(mlflow_metrics), 900):  # MLflow's batch limit is 1000 metrics
-            store.mlflow.log_batch(spec["mlflow_run_id"], metrics=mlflow_metrics[i : i + 900])
+                            mlflow_metrics.append(Metric(mlflow_key(f"{name}/{col}"), float(v), ms, seq + i))
+    _copy_to_mlflow(store, spec, mlflow_metrics)
+
+
+def mlflow_key(name: str) -> str:
+    """A metric or tag name as MLflow accepts it (letters, digits, ``_-./`` and spaces, at most 250 characters)."""
+    return (_MLFLOW_UNSAFE.sub("_", name) or "_")[:250]
+
+
+def _copy_to_mlflow(store: LocalStore, spec: dict, metrics: list) -> None:
+    """Numbers into MLflow's metrics too, for its UI: a copy, so a name MLflow refuses is renamed, never lost."""
+    from mlflow.exceptions import MlflowException
+
+    for i in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
+        try:
+            store.mlflow.log_batch(spec["mlflow_run_id"], metrics=metrics[i : i + 900])
+        except MlflowException:  # the values are recorded in workspace.db; only the UI's copy is missing
+            continue
 
 
 def _plain_number(value):

@@ -55,6 +55,10 @@ CREATE INDEX IF NOT EXISTS processes_owner ON processes (owner, ended);
 """
 
 
+#: One lock object per lock file in this process, so re-entry works even across LocalStore instances.
+_LOCKS: dict[Path, FileLock] = {}
+
+
 class StoreError(RuntimeError):
     """The workspace folder cannot be used; the message names the file and says what to do."""
 
@@ -83,7 +87,8 @@ class LocalStore:
                 "Fix its permissions, or point AZUREML_LOCAL_ROOT at a folder you can write."
             ) from None
         self.db_path = root / "workspace.db"
-        self._lock = FileLock(str(root / "locks" / "write.lock"), timeout=120)
+        self._lock = _LOCKS.setdefault(root / "locks" / "write.lock", FileLock(str(root / "locks" / "write.lock"),
+                                                                              timeout=120))  # fmt: skip
         with self.write_lock(), self.db() as db:
             db.executescript(_SCHEMA)
 
@@ -159,6 +164,22 @@ class LocalStore:
 
     def service_dir(self, name: str) -> Path:
         return self.root / "services" / name
+
+    @contextlib.contextmanager
+    def name_lock(self, kind: str, name: str, timeout: float = 600):
+        """A lock for one named thing (``service``, ...), held across a multi-step change such as a deploy."""
+        path = self.root / "locks" / f"{kind}-{name}.lock"
+        lock = _LOCKS.setdefault(path, FileLock(str(path), timeout=timeout))
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StoreError(
+                f"Waited {timeout:.0f} s for {path}: another process is changing {kind} {name!r}."
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def compute_slot_locks(self, name: str, slots: int) -> list[FileLock]:
         """One lock file per node of a compute target; a run holds the nodes it runs on."""

@@ -75,7 +75,8 @@ class _Experiment:
 class LocalScriptRun:
     """Records what a script logs; method names and parameters follow azureml.core.Run."""
 
-    def __init__(self, run_dir, run_id, experiment_name, parent_id=None):
+    def __init__(self, run_dir, run_id, experiment_name, parent_id=None, read_only=False):
+        self._read_only = read_only  # the parent sweep, seen from a child: its status and id, no writes
         self._dir = Path(run_dir)
         self._files = self._dir / "files"
         self.id = run_id
@@ -88,7 +89,7 @@ class LocalScriptRun:
         if not self._parent_id:
             return None
         root = self._dir.parent
-        return LocalScriptRun(root / self._parent_id, self._parent_id, self.experiment.name)
+        return LocalScriptRun(root / self._parent_id, self._parent_id, self.experiment.name, read_only=True)
 
     @property
     def input_datasets(self):
@@ -165,8 +166,7 @@ class LocalScriptRun:
     # --- models --------------------------------------------------------------------------
     def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
                        model_framework_version=None, description=None, **kwargs):  # fmt: skip
-        """Register a file or folder of this run now: a path in the working folder (``outputs/model``)
-        or one already uploaded with ``upload_file``."""
+        """Register a file or folder of this run's working folder now (for example ``outputs/model``)."""
         workspace = self.experiment.workspace
         if isinstance(workspace, _Workspace):
             raise _not_available("register_model", "this run's environment lacks the local workspace")
@@ -232,6 +232,10 @@ class LocalScriptRun:
         return f"Run(Experiment: {self.experiment.name}, Id: {self.id}, Type: local)"
 
     def _emit(self, kind, name, value, **extra):
+        if self._read_only:
+            raise _not_available(
+                f"{kind} on the parent run", "a HyperDrive child reads its parent's id and status; log to the child"
+            )
         event = {"kind": kind, "name": name, "value": value, "time": time.time(), **extra}
         line = json.dumps(event, default=_plain)
         with open(self._dir / "events.jsonl", "a") as f:
