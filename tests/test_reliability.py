@@ -33,6 +33,8 @@ SLEEPER = "import time; time.sleep(300)"
 def _report():
     yield
     if OUTLIVED:
+        for what, seconds in sorted(OUTLIVED.items(), key=lambda kv: kv[1]):
+            print(f"\n  {seconds:6.2f} s  {what}", end="")
         worst = max(OUTLIVED, key=OUTLIVED.get)
         print(f"\nLongest time a process outlived its run: {OUTLIVED[worst]:.2f} s ({worst})")
 
