@@ -584,8 +584,9 @@ def _encode_argument(arg):
         raise UserErrorException("Pass a dataset argument as dataset.as_mount() or dataset.as_download(), as on Azure.")
     if type(arg).__module__.startswith("azureml."):
         raise UserErrorException(
-            f"Argument {arg!r} is an Azure ML object; in local mode use the datasets from "
-            "helpers.aml (the local workspace's), not azureml.core's."
+            f"Argument {arg!r} is an Azure ML object the local workspace cannot pass to a script: use a dataset "
+            "of the local workspace (Dataset.get_by_name(ws, ...).as_mount() after helpers.aml.boundary.activate()), "
+            "or a plain value."
         )
     return str(arg)
 
