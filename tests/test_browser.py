@@ -40,7 +40,9 @@ NOTEBOOKS = [
     "04-register.ipynb",
     "05-download-and-validate.ipynb",
     "06-tune.ipynb",
+    "07-deploy.ipynb",
     "08-distributed.ipynb",
+    "chainer/train-and-register-chainer.ipynb",
 ]
 #: The notebooks whose RunDetails view is checked, and what else it must show.
 RUN_VIEWS = {"03-train.ipynb", "06-tune.ipynb", "08-distributed.ipynb"}
@@ -188,7 +190,7 @@ def test_notebook_runs_in_jupyterlab(lab, page, name):
     try:
         check_notebook(lab, page, name)
     except BaseException:
-        page.screenshot(path=str(SCREENSHOTS / name.replace(".ipynb", "-failed.png")))  # what the browser showed
+        page.screenshot(path=str(SCREENSHOTS / Path(name).name.replace(".ipynb", "-failed.png")))  # what it showed
         raise
 
 
@@ -217,7 +219,7 @@ def check_notebook(lab, page, name):
         key = view
     key.scroll_into_view_if_needed()
     page.wait_for_timeout(1_000)  # let the cells scrolled into view paint
-    page.screenshot(path=str(SCREENSHOTS / name.replace(".ipynb", ".png")))
+    page.screenshot(path=str(SCREENSHOTS / Path(name).name.replace(".ipynb", ".png")))
 
 
 def _check_run_details(page, notebook, name):
