@@ -126,19 +126,6 @@ def find_data() -> tuple[Path, str]:
     return sample.folder, data.OFFLINE_SAMPLE
 
 
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def parse(name: str, log: str, returncode: int) -> Result:
     """Device, seconds per epoch and test accuracy from a training script's own log lines."""
     device = re.search(r"^(Training (?:with|on) .*)$", log, re.M)
@@ -163,6 +150,8 @@ def run_keras_single(python: Path, data: Path, epochs: int, out: Path) -> Result
 
 def run_keras_workers(python: Path, data: Path, epochs: int, out: Path, workers: int = 2) -> Result:
     """The script as ``workers`` processes on 127.0.0.1, each with its ``TF_CONFIG``, as Azure ML starts them."""
+    from helpers.aml.local.execution.supervisor import free_ports  # the local workspace's own, one copy
+
     addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
     procs = []
     for index in range(workers):

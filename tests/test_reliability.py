@@ -204,10 +204,10 @@ def test_run_numbers_never_repeat_under_concurrency(ws):
     assert sorted(s["number"] for s in specs) == list(range(1, 9))
 
 
-def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
+def tiny_service_parts(ws, tmp_path, variables=None):
+    """A registered one-file model and an InferenceConfig whose score.py answers {"ok": true}, in this Python."""
     from azureml.core import Environment
     from azureml.core.model import InferenceConfig
-    from azureml.core.webservice import LocalWebservice
 
     from helpers.aml.local import Model
 
@@ -216,9 +216,17 @@ def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
     model = Model.register(ws, str(tmp_path / "m.txt"), "tiny")
     env = Environment("tiny-env")
     env.python.user_managed_dependencies = True
-    env.environment_variables = {"WORKER_COUNT": "2"}
-    service = Model.deploy(ws, "tiny-svc", [model], InferenceConfig(entry_script="score.py", source_directory=str(src),
-                           environment=env), LocalWebservice.deploy_configuration())  # fmt: skip
+    env.environment_variables = variables or {}
+    return model, InferenceConfig(entry_script="score.py", source_directory=str(src), environment=env)
+
+
+def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
+    from azureml.core.webservice import LocalWebservice
+
+    from helpers.aml.local import Model
+
+    model, config = tiny_service_parts(ws, tmp_path, {"WORKER_COUNT": "2"})
+    service = Model.deploy(ws, "tiny-svc", [model], config, LocalWebservice.deploy_configuration())
     service.wait_for_deployment()
     port = int(service.scoring_uri.split(":")[2].split("/")[0])
     master = ledger.entries(ws._store, ledger.service_owner("tiny-svc"), ("server",))[0]
@@ -234,19 +242,12 @@ def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
 
 
 def test_two_deploys_of_one_name_at_once_leave_one_service_and_no_stray_server(ws, tmp_path):
-    from azureml.core import Environment
-    from azureml.core.model import InferenceConfig
     from azureml.core.webservice import LocalWebservice
     from azureml.exceptions import WebserviceException
 
     from helpers.aml.local import Model, Webservice
 
-    src = script_dir(tmp_path, "def init():\n    pass\n\ndef run(raw):\n    return {'ok': True}\n", name="score.py")
-    (tmp_path / "m.txt").write_text("model")
-    model = Model.register(ws, str(tmp_path / "m.txt"), "tiny")
-    env = Environment("tiny-env")
-    env.python.user_managed_dependencies = True
-    config = InferenceConfig(entry_script="score.py", source_directory=str(src), environment=env)
+    model, config = tiny_service_parts(ws, tmp_path)
     outcomes: list = []
 
     def deploy():
