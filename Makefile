@@ -26,7 +26,7 @@ help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
 	@echo "make notebook NB=path/to/x.ipynb - run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
-	@echo "make test-browser - run notebooks 00-06 and 08 in JupyterLab in Chromium, check what renders, save screenshots"
+	@echo "make test-browser - run every notebook in JupyterLab in Chromium, check what renders, save screenshots"
 	@echo "make lab   - open JupyterLab on the project's environment"
 	@echo "make bench - time training: the original script's port against ours, 1 worker against 2"
 	@echo "make bench-serve - measure the local web service: requests/s and latency"
