@@ -66,9 +66,10 @@ def test_a_chainer_run_builds_its_environment_once_then_reuses_it(ws, tmp_path, 
     first_log, second_log = first._read_log(), second._read_log()
     assert "Building environment 'chainer-mnist-env'" in first_log and "+ chainer==7.8.1" in first_log
     assert "Reusing environment 'chainer-mnist-env'" in second_log and "Building environment" not in second_log
+    # The logs above are the check; the seconds are printed, not asserted: a build from the lock with a warm uv
+    # cache can take under a second, as long as a reuse (a timing in a test would flake).
     built, reused = _preparing_seconds(first), _preparing_seconds(second)
     print(f"Preparing: {built:.0f} s building the environment, {reused:.0f} s reusing it")
-    assert reused <= 3 and reused < built
 
     metrics = second.get_metrics()
     assert len(metrics["Accuracy"]) == 2 and metrics["Batch size"] == 128 and metrics["Epochs"] == 2
