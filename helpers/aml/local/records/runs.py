@@ -216,12 +216,11 @@ def append_values(store: LocalStore, spec: dict, values: list[dict]) -> None:
             seq = next_seq[name]
             next_seq[name] += 1
             step = item.get("step")
-            db.execute(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, name, seq, kind, step, _json(item["value"]), item["time"]),
-            )
+            text = _json(item["value"])
+            db.execute("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, seq, kind, step, text,
+                                                                           item["time"]))  # fmt: skip
             ms = int(item["time"] * 1000)
-            value = json.loads(_json(item["value"]))  # plain numbers, as stored
+            value = json.loads(text)  # plain numbers, as stored
             if kind == "scalar" and _is_number(value):
                 mlflow_metrics.append(Metric(mlflow_key(name), float(value), ms, seq if step is None else int(step)))
             elif kind == "list":
