@@ -51,39 +51,63 @@ def _one_line(name: str, value: str) -> str:
     return f"{name}: {message or (lines[0] if lines else '')}"[:300]
 
 
-def run(path: Path, out_dir: Path, workdir: Path | None = None, say=print) -> bool:
-    """Execute one notebook cell by cell, saying one line per code cell; True when every cell passed."""
+def execute(path: Path, out_dir: Path, *, workdir: Path | None = None, env: dict | None = None,
+            timeout: int = CELL_TIMEOUT_S, on_cell=None):  # fmt: skip
+    """Execute a notebook's code cells in order until one fails; write the executed copy (and the kernel's
+    stderr, ``<name>.kernel.log``) to ``out_dir``.  ``env`` is the kernel's environment (None: this process's);
+    ``on_cell(index, cell, seconds, error)`` hears of each cell run.  Returns the notebook and the failing cell's
+    ``(index, cell, CellExecutionError)``, or None when every cell passed."""
     book = nbformat.read(path, as_version=4)
     workdir = (workdir or path.parent).resolve()
-    client = NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+    client = NotebookClient(book, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(workdir)}})  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, failed = [], False
+    failure = None
+    with (
+        open(out_dir / f"{path.stem}.kernel.log", "w") as log,
+        client.setup_kernel(stderr=log, **({"env": env} if env else {})),
+    ):
+        for index, cell in enumerate(book.cells):
+            if cell.cell_type != "code":
+                continue
+            start = time.perf_counter()
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as exc:
+                failure = (index, cell, exc)
+            if on_cell is not None:
+                on_cell(index, cell, time.perf_counter() - start, failure[2] if failure else None)
+            if failure:
+                break
+    nbformat.write(book, out_dir / path.name)
+    return book, failure
+
+
+def run(path: Path, out_dir: Path, workdir: Path | None = None, say=print) -> bool:
+    """Execute one notebook offline, saying one line per code cell; True when every cell passed."""
+    workdir = (workdir or path.parent).resolve()
+    results: list[str] = []
 
     def report(line: str) -> None:
         results.append(line)
         say(line, flush=True)
 
+    def on_cell(index, cell, seconds, error) -> None:
+        label = f"cell {index:>2}: {_first_line(cell.source)}"
+        if error is None:
+            report(f"  ok   {seconds:5.1f}s {label}")
+        else:
+            report(f"  FAILED {seconds:4.1f}s {label} -> {_one_line(error.ename, error.evalue)}")
+
     report(f"{path} (offline, in {workdir})")
-    with open(out_dir / f"{path.stem}.kernel.log", "w") as log, client.setup_kernel(stderr=log, env=offline_env()):
+    book, failure = execute(path, out_dir, workdir=workdir, env=offline_env(), on_cell=on_cell)
+    if failure:
         for index, cell in enumerate(book.cells):
-            if cell.cell_type != "code":
-                continue
-            label = f"cell {index:>2}: {_first_line(cell.source)}"
-            if failed:
-                report(f"  not run     {label}")
-                continue
-            start = time.perf_counter()
-            try:
-                client.execute_cell(cell, index)
-                report(f"  ok   {time.perf_counter() - start:5.1f}s {label}")
-            except CellExecutionError as exc:
-                failed = True
-                report(f"  FAILED {time.perf_counter() - start:4.1f}s {label} -> {_one_line(exc.ename, exc.evalue)}")
-    nbformat.write(book, out_dir / path.name)
+            if cell.cell_type == "code" and index > failure[0]:
+                report(f"  not run     cell {index:>2}: {_first_line(cell.source)}")
     (out_dir / f"{path.stem}.cells.txt").write_text("\n".join(results) + "\n")
-    say(f"  {'FAILED' if failed else 'passed'}: executed copy {out_dir / path.name}", flush=True)
-    return not failed
+    say(f"  {'FAILED' if failure else 'passed'}: executed copy {out_dir / path.name}", flush=True)
+    return failure is None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
+from helpers import notebook
 from helpers._scripts import PROJECT_ROOT
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -29,29 +27,20 @@ def walkthrough_notebooks() -> list[Path]:
 
 
 def run_notebook(path: Path, out_dir: Path) -> None:
-    """Execute one notebook cell by cell; raise SystemExit naming the failing cell."""
-    book = nbformat.read(path, as_version=4)
-    client = NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
-    failure = None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The kernel's own stderr (TensorFlow start-up, transport notices) goes to a log beside the output.
-    kernel_log = open(out_dir / f"{path.stem}.kernel.log", "w")
-    with kernel_log, client.setup_kernel(stderr=kernel_log):
-        for index, cell in enumerate(book.cells):
-            if cell.cell_type != "code":
-                continue
-            try:
-                client.execute_cell(cell, index)
-            except CellExecutionError as exc:
-                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                failure = f"{path.name}: cell {index} ({first_line!r}) failed: {exc.ename}: {exc.evalue}"
-                break
-    nbformat.write(book, out_dir / path.name)
+    """Execute one notebook cell by cell (in this machine's mode); raise SystemExit naming the failing cell.
+
+    The executed copy, an HTML copy and the kernel's own stderr (TensorFlow start-up, transport notices) go to
+    ``out_dir``."""
+    book, failure = notebook.execute(path, out_dir, timeout=CELL_TIMEOUT_S)
     html, _ = HTMLExporter().from_notebook_node(book)
     (out_dir / f"{path.stem}.html").write_text(html)
     if failure:
-        raise SystemExit(f"\n{failure}\nThe executed notebook is {out_dir / path.name}.")
+        index, cell, exc = failure
+        first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        raise SystemExit(
+            f"\n{path.name}: cell {index} ({first_line!r}) failed: {exc.ename}: {exc.evalue}\n"
+            f"The executed notebook is {out_dir / path.name}."
+        )
 
 
 def summary() -> str:
