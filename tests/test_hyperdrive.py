@@ -231,7 +231,7 @@ def test_bandit_cancels_a_diverging_training_run_while_the_good_one_completes(ws
     from helpers import data
 
     ds = Dataset.File.from_files(path=data.mnist_urls()).register(ws, "mnist-dataset", create_new_version=True)
-    epochs = 30
+    epochs = 60  # long enough that the policy acts before a diverging run finishes, on a fast machine too
     config = ScriptRunConfig(
         source_directory=str(PROJECT / "scripts"),
         script="keras_mnist.py",

@@ -34,7 +34,7 @@ from helpers.aml.local.store import LocalStore, read_json
 
 HYPERDRIVE_LOG = "azureml-logs/hyperdrive.txt"
 SYSTEM_TAG = "_aml_system_"
-POLL_S = 1.0
+POLL_S = 0.5  # how often the sweep reads its children and applies the policy
 
 
 class SweepSupervisor:
