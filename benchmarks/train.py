@@ -9,6 +9,8 @@ machine hurts them alike:
 
   (a) benchmarks/original_keras_port.py: plain ``model.fit``, default compile options
   (b) scripts/keras_mnist.py as the walkthrough runs it (its backend choice: JAX when installed)
+  (b-host) the same with ``--host-loop``: each step dispatched from Python, as Keras 3.15's own JAX loop
+       does, instead of the epoch's steps in one ``jax.lax.scan`` (scripts/on_device_steps.py)
   (b-tf) the same script on TensorFlow (``--backend tensorflow``)
   (c) the same script as 2 workers under MultiWorkerMirroredStrategy (TF_CONFIG on 127.0.0.1)
 
@@ -40,6 +42,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+CHILD_ENV = dict(os.environ)  # the runs' environment, before this process changes its own
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 FLOP_PER_SAMPLE = 3 * 2 * (784 * 300 + 300 * 100 + 100 * 10)
 
@@ -66,6 +69,8 @@ def matmul_rate() -> tuple[float, str]:
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     rates["NumPy"] = _best_rate(lambda: a @ a, n)
     try:
+        # This process only measures: it must not take the GPU memory JAX preallocates (75%) from the runs after it
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         import jax
         import jax.numpy as jnp
 
@@ -106,7 +111,7 @@ def run_processes(commands: list[tuple[list[str], dict]], log: Path) -> int:
     procs = []
     with open(log, "ab") as out:
         for command, env in commands:
-            procs.append(subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(command, env={**CHILD_ENV, **env}, stdout=out, stderr=subprocess.STDOUT))
     peak_kib = 0
     failed = []
     for proc in procs:
@@ -116,13 +121,12 @@ def run_processes(commands: list[tuple[list[str], dict]], log: Path) -> int:
         if proc.returncode != 0:
             failed.append(proc.returncode)
     if failed:
-        raise SystemExit(f"error: a benchmark process exited with {failed}; its output is in {log}")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise SystemExit(f"error: a benchmark process exited with {failed}; the end of its output ({log}):\n{tail}")
     return peak_kib // 1024
 
 
 def run_setup(name: str, folder: Path, epochs: int, work: Path) -> dict:
-    from helpers.aml.local.execution.supervisor import worker_environments
-
     out = work / f"{name}-{time.monotonic_ns()}"
     script = [sys.executable, str(PROJECT / "scripts" / "keras_mnist.py"), "--data-folder", str(folder)]
     script += ["--epochs", str(epochs), "--seed", "1"]
@@ -130,10 +134,12 @@ def run_setup(name: str, folder: Path, epochs: int, work: Path) -> dict:
         port = [sys.executable, str(PROJECT / "benchmarks" / "original_keras_port.py"), "--data-folder", str(folder)]
         commands = [(port + ["--epochs", str(epochs), "--output-json", str(out.with_suffix(".json"))], {})]
     elif name == "c":  # the same cluster of processes the local workspace starts
+        from helpers.aml.local.execution.supervisor import worker_environments
+
         commands = [(script + ["--output-dir", str(out)], env) for env in worker_environments(dict(os.environ), 2)]
     else:
-        backend = ["--backend", "tensorflow"] if name == "b-tf" else []
-        commands = [(script + backend + ["--output-dir", str(out)], {})]
+        flags = {"b-tf": ["--backend", "tensorflow"], "b-host": ["--host-loop"]}.get(name, [])
+        commands = [(script + flags + ["--output-dir", str(out)], {})]
     started = time.perf_counter()
     peak = run_processes(commands, work / f"{name}.log")
     wall = time.perf_counter() - started
@@ -149,6 +155,7 @@ def _metadata(out: Path) -> dict:
 LABELS = {
     "a": "(a) original, Keras 3 port",
     "b": "(b) our script",
+    "b-host": "(b-host) ours, a dispatch per step",
     "b-tf": "(b-tf) our script on TensorFlow",
     "c": "(c) our script, 2 workers",
 }
@@ -158,7 +165,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="epochs per process; the first is the warm-up")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of every setup, taking turns")
-    parser.add_argument("--setups", default="a,b,b-tf,c", help=f"comma-separated, from {','.join(LABELS)}")
+    parser.add_argument("--setups", default="a,b,b-host,b-tf,c", help=f"comma-separated, from {','.join(LABELS)}")
     args = parser.parse_args()
     setups = args.setups.split(",")
     if unknown := set(setups) - set(LABELS):

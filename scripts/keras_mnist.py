@@ -47,6 +47,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of logs
 
 import numpy as np  # noqa: E402
+from on_device_steps import on_device_steps  # noqa: E402  (sits beside this file)
 from run_context import get_run, load_training_data  # noqa: E402  (sits beside this file)
 
 N_CLASSES = 10
@@ -122,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["auto", "jax", "tensorflow"],
         default="auto",
         help="Keras backend; auto: $KERAS_BACKEND if set, else TensorFlow for several workers, else JAX if installed",
+    )
+    parser.add_argument(
+        "--host-loop",
+        action="store_true",
+        help="on JAX, dispatch every step from Python as Keras 3.15 does, instead of one jax.lax.scan per epoch "
+        "(for benchmarks/train.py's comparison)",
     )
     return parser.parse_args(argv)
 
@@ -225,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             steps_per_execution=steps_per_epoch,
             jit_compile=True,  # XLA fuses each call into one compiled program
         )
+    # On JAX, run those steps inside the compiled call (one jax.lax.scan), as Keras releases after 3.15 do
+    if not args.host_loop and on_device_steps(model):
+        print(f"Each epoch's {steps_per_epoch} steps run on the device in one compiled call (jax.lax.scan)")
     if cluster.is_chief:
         model.summary(print_fn=print)
 
