@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import data
@@ -136,3 +137,45 @@ def test_validation_split_is_held_out_and_the_same_every_run():
     assert len(set(y_val)) == 10, "a fixed random draw, not the last (all nines) images"
     (_, _), (x_again, _) = module.split_validation(x, y, 0.1)
     assert np.array_equal(x_val, x_again), "every run holds out the same images"
+
+
+ON_DEVICE_CHECK = """
+import json, sys
+import numpy as np
+import keras
+sys.path.insert(0, {scripts!r})
+from on_device_steps import on_device_steps
+
+def train(on_device):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.RMSprop(0.01), metrics=["accuracy"], steps_per_execution=4,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+    used = on_device_steps(model) if on_device else False
+    rng = np.random.default_rng(0)
+    x, y = rng.random((22, 8), dtype=np.float32), rng.integers(0, 3, 22)
+    # 22 images in batches of 3: 8 batches a epoch, the last one of 1 image (a partial batch)
+    history = model.fit(x, y, batch_size=3, epochs=3, shuffle=False, verbose=0).history
+    return used, history, [w.tolist() for w in model.get_weights()]
+
+used_scan, history_scan, weights_scan = train(True)
+used_loop, history_loop, weights_loop = train(False)
+print(json.dumps(dict(used=used_scan, history=[history_scan, history_loop], weights=[weights_scan, weights_loop])))
+"""
+
+
+def test_on_device_steps_train_exactly_as_keras_own_loop(tmp_path):
+    """scripts/on_device_steps.py runs each call's steps in one jax.lax.scan; the result is Keras's own: the same
+    weights and the same per-epoch logs, a partial last batch included."""
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    code = ON_DEVICE_CHECK.format(scripts=str(SCRIPT.parent))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["used"] is True
+    scan, loop = result["history"]
+    assert scan.keys() == loop.keys() and len(scan["loss"]) == 3
+    for name in scan:
+        assert scan[name] == pytest.approx(loop[name], rel=1e-5), name
+    for mine, theirs in zip(*result["weights"], strict=True):
+        assert np.allclose(mine, theirs, rtol=1e-5, atol=1e-6)
