@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pooch
-import requests
+import platformdirs
 
 from helpers._scripts import mnist_idx
 
@@ -52,8 +51,6 @@ OFFLINE_TEST_FRACTION = 0.2
 OFFLINE_SEED = 0
 
 _TIMEOUT_S = 30
-# Pooch logs every download at INFO on stderr; the tqdm bar already shows it.
-pooch.get_logger().setLevel("WARNING")
 _offline_notice_shown = False
 
 
@@ -80,7 +77,7 @@ class MnistFiles:
 def cache_dir() -> Path:
     """The cache folder, ``MNIST_CACHE_DIR`` or the user cache."""
     env = os.environ.get("MNIST_CACHE_DIR")
-    return Path(env).expanduser() if env else Path(pooch.os_cache("azureml-keras-mnist"))
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("azureml-keras-mnist"))
 
 
 def mirrors() -> list[str]:
@@ -117,6 +114,9 @@ def fetch_file(
     caller decides whether to try another mirror); a hash mismatch raises
     :class:`DownloadError` naming the file, both hashes and what to do.
     """
+    import pooch  # here, not above: a supervisor or kernel that downloads nothing never loads it (nor paramiko)
+
+    pooch.get_logger().setLevel("WARNING")  # pooch logs every download at INFO on stderr; the bar already shows it
     fname = fname or url.rstrip("/").rsplit("/", 1)[-1]
     known = f"sha256:{known_hash}" if known_hash else None
     try:
@@ -166,6 +166,8 @@ def fetch_mnist(
     if all(_verified(folder / name, digest) for name, digest in registry.items()):
         _write_source(folder, mnist_idx.FULL_MNIST)
         return MnistFiles(folder, mnist_idx.FULL_MNIST)
+    import requests
+
     failures: list[str] = []
     for base in mirror_list or mirrors():
         try:
@@ -189,6 +191,8 @@ def _verified(path: Path, digest: str) -> bool:
 
 def _short(exc: requests.RequestException) -> str:
     """A few words on why a mirror failed, for the one-line notice."""
+    import requests
+
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code}"
     if isinstance(exc, requests.Timeout):

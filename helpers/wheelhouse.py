@@ -119,9 +119,9 @@ def best_file(files: list[File], entry: Locked) -> File:
 
 
 def download_cache() -> Path:
-    import pooch
+    import platformdirs
 
-    return Path(pooch.os_cache("azureml-keras-mnist")) / "downloads"
+    return Path(platformdirs.user_cache_dir("azureml-keras-mnist")) / "downloads"
 
 
 def sha256(path: Path) -> str:

@@ -56,9 +56,9 @@ def cache_root() -> Path:
     env = os.environ.get("AZUREML_ENV_CACHE")
     if env:
         return Path(env).expanduser()
-    import pooch
+    import platformdirs
 
-    return Path(pooch.os_cache("azureml-keras-mnist")) / "envs"
+    return Path(platformdirs.user_cache_dir("azureml-keras-mnist")) / "envs"
 
 
 def project_root() -> Path | None:
