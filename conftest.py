@@ -3,6 +3,17 @@
 The notebooks run under nbval in the same session (``notebooks/`` is collected
 first, in file order); their kernels inherit these environment variables.  Every
 notebook cell's stderr is checked against an explicit list of expected noise.
+
+The walkthrough runs as a student's does after ``make install`` with the wifi gone:
+each notebook's kernel (and every run it starts) sees the package index, the
+proxies and the MNIST mirrors on a closed 127.0.0.1 port, uv and pip told to stay
+offline, and the job environments ``make install`` built.  A notebook that needed
+the network fails.
+
+``make test`` runs two pytest-xdist workers: the walkthrough (its notebooks, then
+``tests/test_walkthrough_results.py``, which reads what they left) stays together, in
+order, on one worker, and the other tests share the second.  Each worker has a
+session folder of its own.
 """
 
 import os
@@ -11,6 +22,8 @@ import socket
 import tempfile
 
 import pytest
+
+from helpers.notebook import registry_unreachable
 
 _SESSION = tempfile.mkdtemp(prefix="azureml-walkthrough-tests-")
 
@@ -38,6 +51,45 @@ os.environ.setdefault("AML_SWEEP_RUNS", "4")
 os.environ.setdefault("AML_SWEEP_CONCURRENT", "2")
 os.environ.setdefault("AML_SWEEP_SEED", "8")
 os.environ.setdefault("AML_CHAINER_EPOCHS", "5")
+
+
+#: What the walkthrough's kernels see on top of the session's variables (the job environments: make install's)
+WALKTHROUGH_ENV = registry_unreachable()
+#: The walkthrough: the notebooks, in order, then the checks of what they left in the session's workspace
+WALKTHROUGH = ("notebooks/", "tests/test_walkthrough_results.py::")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist: the walkthrough is one unit of work for one worker, in order; every other test is a unit.
+
+    (xdist's own ``--dist loadgroup`` marks groups in node ids, which pytest 9.2's structured ids ignore.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WalkthroughTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "walkthrough" if nodeid.startswith(WALKTHROUGH) else nodeid
+
+    return WalkthroughTogether(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """A notebook's kernel starts in its first cell's set-up: start it with the network gone."""
+    if not item.path.suffix == ".ipynb":
+        return (yield)
+    saved = {name: os.environ.get(name) for name in [*WALKTHROUGH_ENV, "AZUREML_ENV_CACHE"]}
+    os.environ.update(WALKTHROUGH_ENV)
+    os.environ.pop("AZUREML_ENV_CACHE")  # the job environments make install built, as make run uses them
+    try:
+        return (yield)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
 
 #: stderr lines a notebook cell may print: TensorFlow's start-up messages. Anything else fails the cell.
 EXPECTED_STDERR = [

@@ -39,6 +39,23 @@ def offline_env() -> dict:
     return dict(kernel_env(), AZUREML_MODE="local", PYTHONUNBUFFERED="1")
 
 
+def registry_unreachable() -> dict[str, str]:
+    """Environment variables under which nothing reaches a package index or the internet over HTTP(S):
+    the indexes and proxies on a closed local port (127.0.0.1 itself stays reachable), uv and pip offline.
+    ``make test`` runs the walkthrough's kernels under them."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {"UV_OFFLINE": "1", "PIP_NO_INDEX": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    for name in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
+        env[name] = closed + "/simple"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env[name] = env[name.lower()] = closed
+    return env
+
+
 def _first_line(source: str) -> str:
     line = next((s for s in source.strip().splitlines() if s.strip()), "")
     return line if len(line) <= 60 else line[:57] + "..."

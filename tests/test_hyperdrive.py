@@ -231,12 +231,16 @@ def test_bandit_cancels_a_diverging_training_run_while_the_good_one_completes(ws
     from helpers import data
 
     ds = Dataset.File.from_files(path=data.mnist_urls()).register(ws, "mnist-dataset", create_new_version=True)
-    epochs = 60  # long enough that the policy acts before a diverging run finishes, on a fast machine too
+    # Long enough that the policy acts before a diverging run finishes, on a fast machine too: an epoch of the
+    # offline sample in batches of 50 takes about 0.05 s (one compiled call), so batches of 5 and 60 epochs
+    # make each run train for about 12 s, well past the two children's difference in start-up.
+    epochs = 60
     config = ScriptRunConfig(
         source_directory=str(PROJECT / "scripts"),
         script="keras_mnist.py",
-        arguments=["--data-folder", ds.as_named_input("mnist").as_mount(), "--epochs", epochs, "--seed", 1],
-    )
+        arguments=["--data-folder", ds.as_named_input("mnist").as_mount(), "--epochs", epochs, "--seed", 1,
+                   "--batch-size", 5],
+    )  # fmt: skip
     sweep = HyperDriveConfig(
         run_config=config,
         hyperparameter_sampling=GridParameterSampling({"--learning-rate": choice(0.001, 20.0)}),

@@ -55,3 +55,35 @@ def test_registered_model_loads_and_predicts(ws, tmp_path):
     predicted = classifier.predict(mnist.x_test[:300].reshape(-1, 784) / 255.0, verbose=0).argmax(1)
     assert np.mean(predicted == mnist.y_test[:300]) > 0.8
     assert model.properties["data_source"] == mnist.source
+
+
+def test_the_chainer_track_used_the_environment_make_install_built(ws):
+    """With the network gone, the Chainer run found its job environment ready: built at install time."""
+    from helpers.aml.local import Experiment
+
+    workspace, _ = ws
+    runs = list(Experiment(workspace, "chainer-mnist").get_runs())
+    assert runs and runs[0].get_status() == "Completed"
+    log = runs[0]._read_log()
+    assert "Reusing environment 'chainer-mnist-env'" in log, "run `make install` (it builds the job environments)"
+    assert "Building environment" not in log
+
+
+@pytest.mark.parametrize("tool", ["uv", "requests"])
+def test_the_walkthrough_kernels_could_not_reach_a_registry(tool, tmp_path):
+    """The outage the notebooks ran under is real: neither uv nor an HTTPS client reaches PyPI under it."""
+    import subprocess
+    import sys
+
+    from uv import find_uv_bin
+
+    from helpers.notebook import registry_unreachable
+
+    env = {**os.environ, **registry_unreachable()}
+    if tool == "uv":
+        command = [find_uv_bin(), "pip", "install", "--dry-run", "--no-cache", "--python", sys.executable,
+                   "--target", str(tmp_path), "six==1.16.0"]  # fmt: skip
+    else:
+        command = [sys.executable, "-c", "import requests; requests.get('https://pypi.org/simple/six/', timeout=10)"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0, done.stdout + done.stderr
