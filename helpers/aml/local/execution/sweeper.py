@@ -111,13 +111,12 @@ class SweepSupervisor:
         child_id = f"{self.spec['run_id']}_{number}"
         child = json.loads(json.dumps(self.spec["child"]))
         extra = sweep_rules.as_arguments(config)
-        child.update(
-            run_id=child_id,
-            parent_run_id=self.spec["run_id"],
-            arguments=child["arguments"] + extra,
-            display_arguments=child["display_arguments"] + extra,
-            hyperparameters=config,
-        )
+        child.update(run_id=child_id, parent_run_id=self.spec["run_id"], hyperparameters=config)
+        if child.get("command") is not None:  # an SDK v2 trial: the values fill ${{search_space.name}}
+            child["inputs"] = {**child["inputs"], **{k: {"value": v} for k, v in config.items()}}
+            child["display_arguments"] = child["display_arguments"] + extra
+        else:  # HyperDrive passes them as --name value
+            child.update(arguments=child["arguments"] + extra, display_arguments=child["display_arguments"] + extra)
         run_records.set_tags(self.store, self.spec, {SYSTEM_TAG + child_id: json.dumps(config)})
         child = run_records.create(self.store, self.spec["experiment"], child, {}, self.spec["submitted_by"])
         self.start_child(child)
