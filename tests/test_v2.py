@@ -166,8 +166,9 @@ def test_a_command_job_runs_with_its_data_asset_and_its_mlflow_metrics_land_on_i
     assert run.data.metrics["Accuracy"] == pytest.approx(0.503)
     history = mlflow.MlflowClient().get_metric_history(submitted.name, "Accuracy")
     assert [round(m.value, 3) for m in sorted(history, key=lambda m: m.step)] == [0.5, 0.501, 0.502, 0.503]
-    v1_runs = [r.id for r in Experiment(Workspace.from_config(), "v2-tests").get_runs()]
+    v1_runs = {r.id: r for r in Experiment(Workspace.from_config(), "v2-tests").get_runs()}
     assert submitted.name in v1_runs, "one run history for v1 runs and v2 jobs"
+    assert v1_runs[submitted.name].get_metrics()["Accuracy"] == pytest.approx([0.5, 0.501, 0.502, 0.503])
     ml.jobs.download(submitted.name, download_path=str(tmp_path / "dl"))
     assert (tmp_path / "dl" / "artifacts" / "outputs" / "model" / "weights.txt").read_text() == "0.5"
 

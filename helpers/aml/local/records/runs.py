@@ -279,6 +279,8 @@ def read_values(store: LocalStore, run_id: str, name: str | None = None) -> dict
         args += (name,)
     with store.db() as db:
         rows = db.execute(query + " ORDER BY name, seq", args).fetchall()
+    if not rows:
+        return _mlflow_values(store, run_id, name)
     grouped: dict[str, tuple[str, list]] = {}
     for row in rows:
         kind, values = grouped.setdefault(row["name"], (row["kind"], []))
@@ -304,6 +306,20 @@ def read_values(store: LocalStore, run_id: str, name: str | None = None) -> dict
             out[key] = table
         else:  # image, json
             out[key] = values[-1]
+    return out
+
+
+def _mlflow_values(store: LocalStore, run_id: str, name: str | None) -> dict:
+    try:
+        spec = spec_of(store, run_id)
+    except RunNotFound:
+        return {}
+    names = [name] if name is not None else sorted(store.mlflow.get_run(spec["mlflow_run_id"]).data.metrics)
+    out = {}
+    for key in names:
+        values = [_plain_number(m.value) for m in mlflow_history(store, spec, key)]
+        if values:
+            out[key] = values[0] if len(values) == 1 else values
     return out
 
 
