@@ -389,7 +389,7 @@ class JobOperations(Offline):
         return job
 
     def list(self, *, parent_job_name=None, list_view_type=None, **kwargs) -> list[Job]:
-        """Jobs, newest first: every experiment's top-level jobs, or a sweep's trials (``parent_job_name``)."""
+        """Jobs, newest first (across experiments): every top-level job, or a sweep's trials (``parent_job_name``)."""
         if parent_job_name is not None:
             parent = self._spec(parent_job_name)
             ids = run_records.search(self._store, parent["experiment"], parent=parent_job_name)
@@ -397,7 +397,9 @@ class JobOperations(Offline):
             ids = []
             for exp in self._store.mlflow.search_experiments():
                 ids += run_records.search(self._store, exp.name)
-        return [self._entity(run_records.spec_of(self._store, run_id)) for run_id in ids]
+        specs = sorted((run_records.spec_of(self._store, run_id) for run_id in ids),
+                       key=lambda spec: spec.get("created", 0), reverse=True)  # fmt: skip
+        return [self._entity(spec) for spec in specs]
 
     # --- follow -----------------------------------------------------------------------------------
     def stream(self, name: str) -> None:
