@@ -7,6 +7,9 @@ azure-ai-ml's own entity classes (``command``, ``Input``, ``Data``, ``Model``, `
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 import time
 import urllib.error
@@ -228,6 +231,12 @@ def test_what_the_local_workspace_does_not_do_raises_not_available_naming_it(ml,
     serverless.compute = None
     with pytest.raises(NotAvailableOffline, match="serverless compute"):
         ml.jobs.create_or_update(serverless)
+    registered_env = _job(_source(tmp_path), 0.5)
+    registered_env.environment = "azureml:keras-env@latest"
+    with pytest.raises(NotAvailableOffline, match="registered environments"):
+        ml.jobs.create_or_update(registered_env)
+    with pytest.raises(NotAvailableOffline, match="mltable"):
+        ml.data.create_or_update(Data(name="table", path=str(tmp_path), type="mltable"))
     with pytest.raises(NotAvailableOffline, match="JobOperations.archive"):
         ml.jobs.archive("x")
     with pytest.raises(AttributeError, match="jbos"):
@@ -255,6 +264,33 @@ def test_activate_makes_azure_ai_ml_mlclient_the_local_workspaces(tmp_path, monk
     from azure.ai.ml import MLClient
 
     assert MLClient is not LocalMLClient
+    (tmp_path / "config.json").write_text(json.dumps({"subscription_id": "s", "resource_group": "rg",
+                                                      "workspace_name": "my-ws"}))  # fmt: skip
+    monkeypatch.setenv("AZUREML_MODE", "azure")
+    try:
+        assert boundary.activate() == "azure"
+        from azure.ai.ml import MLClient
+
+        assert MLClient is not LocalMLClient, "Azure mode leaves azure-ai-ml as it is"
+    finally:
+        boundary.deactivate()
+
+
+def test_a_v1_notebook_does_not_import_azure_ai_ml_and_a_v2_one_gets_the_twin_on_import(tmp_path):
+    """azure-ai-ml takes seconds to import: activate() overlays MLClient on its first import, not before."""
+    code = textwrap.dedent("""
+        import sys
+        import helpers.aml.boundary
+        helpers.aml.boundary.activate()
+        assert "azure.ai.ml" not in sys.modules, "a v1 notebook does not pay for importing azure-ai-ml"
+        from azure.ai.ml import MLClient
+        print(MLClient.__module__)
+    """)
+    env = {**os.environ, "AZUREML_MODE": "local", "AZUREML_LOCAL_ROOT": str(tmp_path / "ws")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "helpers.aml.local.facade_v2.client"
 
 
 # --- sweeps ---------------------------------------------------------------------------------------------------
