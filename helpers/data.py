@@ -189,7 +189,7 @@ def _verified(path: Path, digest: str) -> bool:
     return path.is_file() and sha256(path) == digest
 
 
-def _short(exc: requests.RequestException) -> str:
+def _short(exc: Exception) -> str:
     """A few words on why a mirror failed, for the one-line notice."""
     import requests
 

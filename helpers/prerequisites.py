@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 
+from azure.core.exceptions import ResourceNotFoundError
 from azureml.exceptions import (
     AuthenticationException,
     ComputeTargetException,
@@ -56,8 +57,9 @@ def _message(exc: BaseException) -> str:
 
 
 def is_not_found(exc: BaseException) -> bool:
-    """True when ``exc`` is azureml-core's answer for a dataset, compute target or model that does not exist."""
-    if isinstance(exc, ModelNotFoundException):
+    """True when ``exc`` is azureml-core's answer for a dataset, compute target or model that does not exist, or
+    azure-ai-ml's (SDK v2: ``ResourceNotFoundError`` from ``ml_client.data.get``, ``compute.get``, ``models.get``)."""
+    if isinstance(exc, ModelNotFoundException | ResourceNotFoundError):
         return True
     if isinstance(exc, AuthenticationException):
         return False

@@ -1,4 +1,5 @@
-"""`make run`: run notebooks 00 to 05 headless, in order, and summarise what they left behind.
+"""`make run`: run the notebooks headless, in order (the v1 walkthrough, then the tracks in sub-folders: Chainer,
+SDK v2), and summarise what they left behind.
 
 Executed copies (with outputs) and HTML copies go to ``build/notebooks/``.  The
 mode is whatever this machine is in: local without a ``config.json``, Azure with
@@ -66,12 +67,29 @@ def summary() -> str:
         )
     except Exception:  # noqa: BLE001  (06-tune did not run: nothing to report)
         pass
+    lines += _v2_summary()
     lines.append(f"Executed notebooks (and HTML copies): {BUILD_DIR}")
     if mode == "local":
         lines.append("Browse runs and models: make mlflow-ui   (then open http://127.0.0.1:5000)")
     else:
         lines.append("Browse runs and models: https://ml.azure.com")
     return "\n".join(lines)
+
+
+def _v2_summary() -> list[str]:
+    """The v2 track's model (notebooks/v2/05-register-deploy), when it ran."""
+    try:
+        from azure.ai.ml import MLClient  # after activate(): the local workspace's in local mode
+        from azure.identity import DefaultAzureCredential
+
+        ml_client = MLClient.from_config(credential=DefaultAzureCredential())
+        model = ml_client.models.get("keras-mnist-v2", label="latest")
+    except Exception:  # noqa: BLE001  (the v2 track did not run, or azure-ai-ml is missing: nothing to report)
+        return []
+    return [
+        f"SDK v2 model:     {model.name} version {model.version}, test accuracy "
+        f"{float(model.properties.get('test_accuracy', 'nan')):.4f} (notebooks/v2)"
+    ]
 
 
 def main() -> int:

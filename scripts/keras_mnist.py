@@ -3,7 +3,9 @@
 The same file runs on its own (``python scripts/keras_mnist.py --help``), in the
 walkthrough's local workspace, and unchanged on an Azure ML compute cluster.
 Inside a submitted run it logs metrics and a figure through
-``azureml.core.Run.get_context()``; on a plain local run it stays quiet.
+``azureml.core.Run.get_context()`` (SDK v1), or with ``--log-with mlflow`` through
+``mlflow`` (SDK v2's jobs, which point MLflow at the job's run); on a plain local
+run it stays quiet.
 
 The per-epoch ``Loss`` and ``Accuracy`` (the metric HyperDrive's sweeps choose
 by) are measured on a validation split held out from the training images:
@@ -130,6 +132,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="on JAX, dispatch every step from Python as Keras 3.15 does, instead of one jax.lax.scan per epoch "
         "(for benchmarks/train.py's comparison)",
     )
+    parser.add_argument(
+        "--log-with",
+        choices=["azureml", "mlflow"],
+        default="azureml",
+        help="where metrics go: azureml (SDK v1's Run.get_context()) or mlflow (SDK v2's jobs: the job sets "
+        "MLFLOW_TRACKING_URI and MLFLOW_RUN_ID)",
+    )
     return parser.parse_args(argv)
 
 
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     strategy = multi_worker_strategy(cluster)  # TensorFlow wants it before any other TensorFlow work
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
-    run = get_run() if cluster.is_chief else None  # one set of metrics per run, from the chief
+    run = get_run(args.log_with) if cluster.is_chief else None  # one set of metrics per run, from the chief
     describe_devices(backend)
     print(f"Data: {data.source} from {data.folder}")
 
@@ -242,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     if run is not None:
         run.log("Batch size", args.batch_size)
         run.log("Learning rate", args.learning_rate)
+        if args.log_with == "mlflow":  # MLflow keeps settings as parameters
+            run.log_params({k: v for k, v in vars(args).items() if k not in ("data_folder", "output_dir", "log_with")})
     epoch_seconds: list[float] = []
     callbacks = make_callbacks(run, epoch_seconds)
     if strategy is None:

@@ -1,8 +1,9 @@
 """The local workspace's four layers: each imports only the ones below it, and nothing imports in a circle.
 
-store (1) <- records (2) <- execution (3) <- facade (4).  The lower three stay free of azureml-core, so a
-second facade (SDK v2's MLClient) can sit on them; and no module hides an import inside a function to
-get around a cycle (the in-script run's optional imports are the one listed exception).
+offline (0) <- store (1) <- records (2) <- execution (3) <- facade (4), facade_v2 (4).  The lower layers stay
+free of azureml-core and azure-ai-ml; the two facades (SDK v1's in facade/, SDK v2's MLClient in facade_v2/)
+never import each other, azureml only in facade/ and azure.ai.ml only in facade_v2/; and no module hides an
+import inside a function to get around a cycle (the in-script run's optional imports are the one listed exception).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 from support import PROJECT
 
 PACKAGE = PROJECT / "helpers" / "aml" / "local"
-LAYERS = {"store": 1, "records": 2, "execution": 3, "facade": 4}
-#: The package's own __init__ (it re-exports the facade).
-TOP_LEVEL = {"__init__": 4}
+LAYERS = {"store": 1, "records": 2, "execution": 3, "facade": 4, "facade_v2": 4}
+#: The package's own __init__ (it re-exports the facade); ``offline``: what both facades' twins share (layer 0)
+TOP_LEVEL = {"__init__": 4, "offline": 0}
+#: Which SDK each facade may import, and no other module
+SDK_OF = {"facade": "azureml", "facade_v2": "azure.ai.ml"}
 #: Imports inside functions that are not about cycles: the in-script run uses the local workspace only when the
 #: script's interpreter has this project (a separate job environment has not).
 OPTIONAL_IMPORTS = {"helpers.aml.local.facade.runtime.azureml_local_run"}
@@ -115,18 +118,44 @@ def test_no_imports_inside_functions_except_optional_ones():
     assert hidden == []
 
 
-def test_lower_layers_do_not_import_azureml():
+def _sdk_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        found += [
+            n for n in names if n.split(".")[0] == "azureml" or n == "azure.ai.ml" or n.startswith("azure.ai.ml.")
+        ]
+    return found
+
+
+def _facade_of(module: str) -> str | None:
+    rest = module.removeprefix("helpers.aml.local").lstrip(".").split(".")
+    return rest[0] if rest[0] in SDK_OF else None
+
+
+def test_each_sdk_is_imported_only_by_its_facade():
+    """azureml (SDK v1) only in facade/, azure.ai.ml (SDK v2) only in facade_v2/; the lower layers import neither."""
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         module = module_name(path)
-        if layer_of(module) >= LAYERS["facade"]:
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{module} imports {n}" for n in names if n.split(".")[0] == "azureml"]
+        allowed = SDK_OF.get(_facade_of(module) or "")
+        for name in _sdk_imports(path):
+            sdk = "azure.ai.ml" if name.startswith("azure.ai.ml") else "azureml"
+            if sdk != allowed:
+                offenders.append(f"{module} imports {name}")
     assert offenders == []
+
+
+def test_the_two_facades_do_not_import_each_other():
+    crossing = [
+        f"{module} imports {target}"
+        for module, targets in graph().items()
+        for target, _ in targets
+        if _facade_of(module) and _facade_of(target) and _facade_of(module) != _facade_of(target)
+    ]
+    assert crossing == []
 
 
 def test_the_check_sees_an_upward_import(tmp_path):

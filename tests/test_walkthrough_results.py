@@ -87,3 +87,29 @@ def test_the_walkthrough_kernels_could_not_reach_a_registry(tool, tmp_path):
         command = [sys.executable, "-c", "import requests; requests.get('https://pypi.org/simple/six/', timeout=10)"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0, done.stdout + done.stderr
+
+
+def test_the_v2_track_agrees_with_the_v1_track_on_the_same_data(ws, tmp_path):
+    """notebooks/v2/03-train trains what 03-train trains, on the same files: the test accuracies agree."""
+    import json
+
+    import mlflow
+
+    from helpers.aml.local import Experiment, Model
+    from helpers.aml.local.facade_v2 import MLClient
+
+    workspace, _ = ws
+    ml_client = MLClient.from_config(credential=None)
+    jobs = [j for j in ml_client.jobs.list() if j.experiment_name == "keras-mnist-v2" and j.status == "Completed"]
+    if not jobs:
+        pytest.skip("the v2 notebooks did not run in this session")
+    mlflow.set_tracking_uri(ml_client.workspaces.get().mlflow_tracking_uri)
+    v2_accuracy = mlflow.get_run(jobs[0].name).data.metrics["Final test accuracy"]
+    v1_run = next(iter(Experiment(workspace, "keras-mnist").get_runs()))
+    v1_accuracy = v1_run.get_metrics()["Final test accuracy"]
+    assert abs(v2_accuracy - v1_accuracy) < 0.03, (v1_accuracy, v2_accuracy)
+    ml_client.models.download("keras-mnist-v2", ml_client.models.get("keras-mnist-v2", label="latest").version,
+                              download_path=str(tmp_path))  # fmt: skip
+    v2_source = json.loads(next(tmp_path.rglob("metadata.json")).read_text())["data_source"]
+    assert v2_source == Model(workspace, "keras-mnist").properties["data_source"], "the same MNIST files"
+    assert jobs[0].name in [r.id for r in Experiment(workspace, "keras-mnist-v2").get_runs()], "one run history"

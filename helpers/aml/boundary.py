@@ -9,6 +9,9 @@ visible call switches the twin on::
 
 then, in the cells below, exactly what runs on Azure::
 
+    from azure.ai.ml import MLClient, command, Input       # SDK v2 (notebooks/v2): the same switch
+
+
     from azureml.core import Workspace, Experiment, Dataset, Environment, ScriptRunConfig, Run, Model
     from azureml.core.compute import ComputeTarget, AmlCompute
     from azureml.core.webservice import AciWebservice, Webservice
@@ -36,6 +39,8 @@ which the first ``import azureml...`` activates the boundary;
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 import types
@@ -89,6 +94,7 @@ def deactivate() -> None:
         if "_twins" in kind.__dict__:
             module.__class__ = kind.__mro__[1]
     _overlaid.clear()
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImport)]
     MODE = None
 
 
@@ -142,16 +148,71 @@ def _activate(path, _file_name) -> str:
 
         for name, names in twin.TWINS.items():
             overlay(name, names)
+        v2 = _overlay_v2()
         folder = twin.workspace_folder()
         twin.announced(folder)
         why = "AZUREML_MODE=local" if os.environ.get("AZUREML_MODE", "").strip().lower() == "local" else (
             f"no config.json in {Path(path or '.').absolute()} or its parents")  # fmt: skip
         _say(
             f"Local mode ({why}): azureml.core's Workspace, Experiment, Run, Model, Dataset, ComputeTarget and "
-            f"Webservice are the offline local workspace in {folder}. A config.json (or AZUREML_MODE=azure) uses "
-            "Azure ML instead."
+            f"Webservice{' and azure.ai.ml' + chr(39) + 's MLClient' if v2 else ''} are the offline local workspace "
+            f"in {folder}. A config.json (or AZUREML_MODE=azure) uses Azure ML instead."
         )
     return mode
+
+
+def _overlay_v2() -> bool:
+    """SDK v2: ``azure.ai.ml.MLClient`` becomes the local workspace's; False when azure-ai-ml is not installed.
+
+    azure-ai-ml takes seconds to import, so a v1 notebook should not pay for it: when it is not imported yet,
+    the overlay waits for the first ``import azure.ai.ml`` (a one-shot import hook) and happens right after it.
+    """
+    if importlib.util.find_spec("azure") is None or importlib.util.find_spec("azure.ai") is None:
+        return False
+    if importlib.util.find_spec("azure.ai.ml") is None:
+        return False
+    if "azure.ai.ml" in sys.modules:
+        _apply_v2()
+    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport("azure.ai.ml", _apply_v2))
+    return True
+
+
+def _apply_v2() -> None:
+    from helpers.aml.local.facade_v2 import boundary as twin_v2
+
+    if MODE == "azure":  # switched to Azure before azure.ai.ml was first imported
+        return
+    for name, names in twin_v2.TWINS.items():
+        overlay(name, names)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``then()`` once, right after the module ``name`` has been imported for the first time."""
+
+    def __init__(self, name: str, then):
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenLoader(spec.loader, self.then)
+        return spec
+
+
+class _ThenLoader(importlib.abc.Loader):
+    def __init__(self, loader, then):
+        self.loader, self.then = loader, then
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        self.then()
 
 
 def kernel_env(base: dict | None = None) -> dict:

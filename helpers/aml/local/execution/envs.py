@@ -43,7 +43,7 @@ from pathlib import Path
 from filelock import FileLock
 
 #: What stands in locally for Azure ML's runtime metapackage inside a built environment.
-ENV_STAND_INS = {"azureml-defaults": "azureml-core"}
+ENV_STAND_INS = {"azureml-defaults": "azureml-core", "azureml-mlflow": "mlflow"}
 BUILD_CONSTRAINTS = ["setuptools<70"]
 NOT_PIP = {"python", "pip"}
 

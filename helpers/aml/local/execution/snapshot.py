@@ -13,8 +13,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-#: Azure ML runtime metapackages that a local interpreter with azureml-core stands in for.
-STAND_INS = {"azureml-defaults": "azureml-core"}
+#: Packages an Azure environment lists that this machine's stand in for: ``azureml-defaults`` brings what
+#: ``Run.get_context()`` needs (azureml-core); ``azureml-mlflow`` is MLflow's plugin for Azure's tracking
+#: (``azureml://`` URIs), and a local job's ``MLFLOW_TRACKING_URI`` is the local workspace's own store.
+STAND_INS = {"azureml-defaults": "azureml-core", "azureml-mlflow": "mlflow"}
 
 
 #: Azure's limits on a run's snapshot (azureml._restclient.constants): beyond them it refuses the submission.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -41,6 +42,8 @@ from helpers.aml.local.records.runs import DRIVER_LOG, WORKER_LOG
 from helpers.aml.local.store import LocalStore, StoreError, read_json
 
 POLL_S = 0.25
+#: What an SDK v2 command refers to: ``${{inputs.name}}``, ``${{search_space.name}}``, ``${{outputs.name}}``
+COMMAND_REFERENCE = re.compile(r"\$\{\{\s*(inputs|search_space|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 SCRIPT_ROLES = ("script", "worker", "descendant")
 
 
@@ -192,6 +195,8 @@ class Supervisor:
         self.say(f"Copying snapshot of {source}")
         snapshot.copy_snapshot(source, self.wd, skip=[self.store.root])
         self.check_environment(self.spec["environment"])
+        if self.spec.get("command") is not None:
+            return self.prepare_command()
         args, env_vars, inputs = [], {}, {}
         for arg in self.spec["arguments"]:
             if isinstance(arg, dict):
@@ -201,6 +206,46 @@ class Supervisor:
                 args.append(path)
             else:
                 args.append(arg)
+        env_vars["AZUREML_LOCAL_INPUTS"] = json.dumps(inputs)
+        return args, env_vars
+
+    def prepare_command(self) -> tuple[list[str], dict]:
+        """An SDK v2 command job: its inputs made local, then ``${{inputs.x}}``, ``${{search_space.x}}`` and
+        ``${{outputs.x}}`` in the command replaced by their values, as Azure does before it runs the command."""
+        values, env_vars, inputs = {}, {}, {}
+        for name, item in self.spec["inputs"].items():
+            if "dataset" in item:
+                path = self.resolve_dataset(item["dataset"])
+                values[("inputs", name)] = path
+                inputs[name] = path
+                env_vars[f"AZURE_ML_INPUT_{name}"] = path
+            else:
+                values[("inputs", name)] = values[("search_space", name)] = str(item["value"])
+        for name in self.spec.get("outputs", []):
+            folder = self.wd / "outputs" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            values[("outputs", name)] = str(folder)
+            env_vars[f"AZURE_ML_OUTPUT_{name}"] = str(folder)
+
+        def substitute(match: re.Match) -> str:
+            key = (match.group(1), match.group(2))
+            if key not in values:
+                known = ", ".join(sorted(self.spec["inputs"])) or "none"
+                raise RunFailed(
+                    f"Job {self.spec['run_id']}: the command uses {match.group(0)}, but the job has no "
+                    f"{key[0].replace('_', ' ')} named {key[1]!r} (its inputs: {known})."
+                )
+            return shlex.quote(values[key])
+
+        text = COMMAND_REFERENCE.sub(substitute, self.spec["command"])
+        try:
+            args = shlex.split(text)
+        except ValueError as exc:
+            raise RunFailed(f"Job {self.spec['run_id']}: its command cannot be read ({exc}): {text}") from None
+        if not args:
+            raise RunFailed(f"Job {self.spec['run_id']}: its command is empty.")
+        if args[0] in ("python", "python3"):  # the environment's Python: this one, or one built for the job
+            args[0] = self.python
         env_vars["AZUREML_LOCAL_INPUTS"] = json.dumps(inputs)
         return args, env_vars
 
@@ -245,6 +290,9 @@ class Supervisor:
             AZUREML_RUN_ID=self.spec["run_id"],
             AZUREML_EXPERIMENT_NAME=self.spec["experiment"],
             AZUREML_PARENT_RUN_ID=self.spec.get("parent_run_id") or "",
+            # as Azure ML points a job's MLflow at its workspace: mlflow.log_metric(...) lands on this run
+            MLFLOW_TRACKING_URI=self.store.tracking_uri,
+            MLFLOW_RUN_ID=self.spec["mlflow_run_id"],
             PYTHONUNBUFFERED="1",
             MPLBACKEND="Agg",
             # the facade's in-script run (``Run.get_context()``), put first on the script's path by the facade
@@ -256,8 +304,12 @@ class Supervisor:
         env = self.script_environment(extra_env)
         for folder in ("outputs", "logs"):  # Azure creates them before the script starts
             (self.wd / folder).mkdir(exist_ok=True)
-        command = [self.python, self.spec["script"], *args]
-        self.say(f"Running: {' '.join(command[1:])}")
+        if self.spec.get("command") is not None:  # an SDK v2 command: args is the whole command line
+            command = args
+            self.say(f"Running: {shlex.join(command)}")
+        else:
+            command = [self.python, self.spec["script"], *args]
+            self.say(f"Running: {' '.join(command[1:])}")
         workers = self.spec.get("workers", 1)
         if workers == 1:
             self.procs = [self.start(command, env, self.log, "script")]

@@ -108,18 +108,21 @@ class SweepSupervisor:
 
     def launch(self, config: dict) -> str:
         number = len(self.children)
-        child_id = f"{self.spec['run_id']}_{number}"
         child = json.loads(json.dumps(self.spec["child"]))
         extra = sweep_rules.as_arguments(config)
-        child.update(
-            run_id=child_id,
-            parent_run_id=self.spec["run_id"],
-            arguments=child["arguments"] + extra,
-            display_arguments=child["display_arguments"] + extra,
-            hyperparameters=config,
-        )
-        run_records.set_tags(self.store, self.spec, {SYSTEM_TAG + child_id: json.dumps(config)})
+        v2 = child.get("command") is not None
+        # HyperDrive names a child <sweep>_<n>; an SDK v2 trial is named after its MLflow run id (None here), as
+        # every v2 job is, so mlflow.get_run(trial.name) finds it as on Azure
+        child.update(run_id=None if v2 else f"{self.spec['run_id']}_{number}", parent_run_id=self.spec["run_id"],
+                     run_name=f"{self.spec['run_id']}_{number}", hyperparameters=config)  # fmt: skip
+        if v2:  # the values fill ${{search_space.name}}
+            child["inputs"] = {**child["inputs"], **{k: {"value": v} for k, v in config.items()}}
+            child["display_arguments"] = child["display_arguments"] + extra
+        else:  # HyperDrive passes them as --name value
+            child.update(arguments=child["arguments"] + extra, display_arguments=child["display_arguments"] + extra)
         child = run_records.create(self.store, self.spec["experiment"], child, {}, self.spec["submitted_by"])
+        child_id = child["run_id"]
+        run_records.set_tags(self.store, self.spec, {SYSTEM_TAG + child_id: json.dumps(config)})
         self.start_child(child)
         self.children[child_id] = {"spec": child, "status": "NotStarted", "config": config}
         self.say(f"Started child {child_id}: {' '.join(extra)}")

@@ -4,7 +4,8 @@
 ``Dataset``, ``ComputeTarget`` / ``AmlCompute`` and ``RunDetails``, with
 azureml-core's names and signatures, as thin classes over the records and
 execution layers.  The run a script sees inside a local run is in ``runtime/``.
-A second facade (SDK v2's ``MLClient``) can sit on the same lower layers.
+The second facade, SDK v2's ``MLClient``, sits beside this one on the same lower layers (``facade_v2/``);
+the two never import each other.
 """
 
 from helpers.aml.local.facade.compute import AmlCompute, ComputeTarget

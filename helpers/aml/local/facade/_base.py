@@ -1,61 +1,16 @@
-"""What every azureml-shaped class of the local workspace shares.
+"""What every azureml-shaped class of the local workspace shares: see :mod:`helpers.aml.local.offline`.
 
-* :func:`warn_ignored`: an argument accepted for parity with Azure but not honoured
-  gets a :class:`LocalWorkspaceWarning`, never silence.
-* :class:`Offline`: a base class whose unknown attributes raise
-  :class:`NotAvailableOffline` when azureml-core's class has them (so a notebook
-  learns at once that the method exists on Azure but not in the local workspace),
-  and a plain ``AttributeError`` otherwise (a typo stays a typo).
+It lives below both facades (the v1 classes here and SDK v2's ``MLClient`` in ``facade_v2/``), which must not
+import each other; this module keeps the v1 facade's imports as they were.
 """
 
-from __future__ import annotations
+from helpers.aml.local.offline import (
+    COVERAGE_DOC,
+    LocalWorkspaceWarning,
+    NotAvailableOffline,
+    Offline,
+    not_available,
+    warn_ignored,
+)
 
-import warnings
-
-COVERAGE_DOC = "docs/local-workspace-coverage.md"
-
-
-class LocalWorkspaceWarning(UserWarning):
-    """An argument the local workspace accepts for parity with Azure but cannot honour."""
-
-
-class NotAvailableOffline(NotImplementedError):
-    """An azureml-core method the local workspace does not implement."""
-
-
-def warn_ignored(where: str, argument: str, why: str = "") -> None:
-    """Say that the local workspace ignores an argument (Python shows each place's warning once)."""
-    text = f"{where}: the local workspace ignores '{argument}'"
-    warnings.warn(f"{text} ({why})." if why else f"{text}.", LocalWorkspaceWarning, stacklevel=3)
-
-
-def not_available(name: str, why: str = "") -> NotAvailableOffline:
-    return NotAvailableOffline(
-        f"{name} is not available in the local workspace (offline){': ' + why if why else ''}. "
-        f"Run it against Azure ML, or see {COVERAGE_DOC} for what the local workspace covers."
-    )
-
-
-def _missing(cls: type, name: str, owner: str):
-    azure = cls.__dict__.get("_azure_class") or getattr(cls, "_azure_class", None)
-    if azure is not None and not name.startswith("_") and hasattr(azure, name):
-        return not_available(f"{azure.__name__}.{name}")
-    return AttributeError(f"{owner} has no attribute {name!r}")
-
-
-class _OfflineType(type):
-    def __getattr__(cls, name: str):  # class attributes: Model.some_static_method
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise _missing(cls, name, f"type object {cls.__name__!r}")
-
-
-class Offline(metaclass=_OfflineType):
-    """Base of the twins: ``_azure_class`` names the azureml-core class a twin stands in for."""
-
-    _azure_class: type | None = None
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise _missing(type(self), name, f"{type(self).__name__!r} object")
+__all__ = ["COVERAGE_DOC", "LocalWorkspaceWarning", "NotAvailableOffline", "Offline", "not_available", "warn_ignored"]

@@ -28,9 +28,28 @@ def _plain(row) -> dict:
 
 
 def register(store: LocalStore, name: str, paths: list[str], description=None, tags=None,
-             create_new_version=False) -> dict:  # fmt: skip
-    """Version 1, or the next version; the same files again give back the latest version, as on Azure."""
+             create_new_version=False, version: int | None = None) -> dict:  # fmt: skip
+    """Version 1, or the next version; the same files again give back the latest version, as on Azure.
+
+    ``version`` (SDK v2's explicit versions): that version; the same files again give it back, other files
+    are a :class:`DatasetConflict` (a version's files never change).
+    """
     with store.write_lock(), store.db() as db:
+        if version is not None:
+            row = db.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
+            if row is not None:
+                if json.loads(row["paths"]) == paths:
+                    return _plain(row)
+                raise DatasetConflict(
+                    f"Version {version} of data asset {name!r} exists already with other files; a version's files "
+                    "never change: give a new version, or none for the next one."
+                )
+            db.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, 'file', ?, ?, ?)",
+                (name, version, description, json.dumps(paths), json.dumps(tags or {}), time.time()),
+            )
+            row = db.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
+            return _plain(row)
         row = db.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
         if row is not None:
             if json.loads(row["paths"]) == paths:
@@ -57,6 +76,13 @@ def get(store: LocalStore, name: str, version="latest") -> dict:
     if row is None:
         raise DatasetRecordNotFound(f"No dataset {name!r} (version {version}) in the local workspace ({store.root}).")
     return _plain(row)
+
+
+def versions(store: LocalStore, name: str) -> list[dict]:
+    """Every version of ``name``, newest first."""
+    with store.db() as db:
+        rows = db.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC", (name,)).fetchall()
+    return [_plain(r) for r in rows]
 
 
 def names(store: LocalStore) -> list[str]:

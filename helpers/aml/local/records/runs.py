@@ -42,21 +42,20 @@ def new_run_id(experiment_name: str) -> str:
 
 
 def create(store: LocalStore, experiment_name: str, spec: dict, tags: dict, submitted_by: str) -> dict:
-    """Record a new run for ``spec`` (which holds ``run_id``): its MLflow run, number and folder."""
+    """Record a new run for ``spec`` (which holds ``run_id``): its MLflow run, number and folder.
+
+    ``run_id`` None names the run after its MLflow run id, as SDK v2 jobs are on Azure (a job's name is the
+    MLflow run id there, so ``mlflow.get_run(job.name)`` finds it); ``run_name`` is the name MLflow's UI shows.
+    """
     client = store.mlflow
     exp_id = store.experiment_id(experiment_name)
     run_id = spec["run_id"]
-    run_dir = store.run_dir(run_id)
     with store.write_lock():
-        run_dir.mkdir(parents=True)
-        with store.db() as db:
-            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM run_numbers").fetchone()[0]
-            db.execute("INSERT INTO run_numbers VALUES (?, ?)", (run_id, number))
         mlrun = client.create_run(
             exp_id,
-            run_name=run_id,
+            run_name=spec.get("run_name") or run_id,
             tags={
-                "azureml.run_id": run_id,
+                "azureml.run_id": run_id or "",
                 STATUS_TAG: "NotStarted",
                 PARENT_TAG: spec.get("parent_run_id") or "",
                 "mlflow.source.name": spec.get("script") or "",
@@ -64,6 +63,14 @@ def create(store: LocalStore, experiment_name: str, spec: dict, tags: dict, subm
                 **{str(k): str(v) for k, v in tags.items()},
             },
         )
+        if run_id is None:
+            run_id = spec["run_id"] = mlrun.info.run_id
+            client.set_tag(run_id, "azureml.run_id", run_id)
+        run_dir = store.run_dir(run_id)
+        run_dir.mkdir(parents=True)
+        with store.db() as db:
+            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM run_numbers").fetchone()[0]
+            db.execute("INSERT INTO run_numbers VALUES (?, ?)", (run_id, number))
         client.update_run(mlrun.info.run_id, status="SCHEDULED")
     artifact_dir = Path(mlrun.info.artifact_uri.removeprefix("file://"))
     (artifact_dir / "user_logs").mkdir(parents=True, exist_ok=True)
@@ -272,6 +279,8 @@ def read_values(store: LocalStore, run_id: str, name: str | None = None) -> dict
         args += (name,)
     with store.db() as db:
         rows = db.execute(query + " ORDER BY name, seq", args).fetchall()
+    if not rows:
+        return _mlflow_values(store, run_id, name)
     grouped: dict[str, tuple[str, list]] = {}
     for row in rows:
         kind, values = grouped.setdefault(row["name"], (row["kind"], []))
@@ -300,11 +309,37 @@ def read_values(store: LocalStore, run_id: str, name: str | None = None) -> dict
     return out
 
 
+def _mlflow_values(store: LocalStore, run_id: str, name: str | None) -> dict:
+    try:
+        spec = spec_of(store, run_id)
+    except RunNotFound:
+        return {}
+    names = [name] if name is not None else sorted(store.mlflow.get_run(spec["mlflow_run_id"]).data.metrics)
+    out = {}
+    for key in names:
+        values = [_plain_number(m.value) for m in mlflow_history(store, spec, key)]
+        if values:
+            out[key] = values[0] if len(values) == 1 else values
+    return out
+
+
 def numeric_history(store: LocalStore, run_id: str, name: str) -> list[float]:
-    """The numbers logged under ``name`` with ``Run.log``, in order (what HyperDrive's policies judge)."""
+    """The numbers logged under ``name``, in order (what HyperDrive's and sweep jobs' policies judge).
+
+    ``Run.log`` values are rows of the metrics table; a script that logs with ``mlflow`` directly (SDK v2's
+    way: the job's ``MLFLOW_RUN_ID`` points it at its run) writes MLflow's metrics, read when there are no rows.
+    """
     with store.db() as db:
         rows = db.execute(
             "SELECT value FROM metrics WHERE run_id = ? AND name = ? AND kind = 'scalar' ORDER BY seq", (run_id, name)
         ).fetchall()
     values = [json.loads(r["value"]) for r in rows]
-    return [float(v) for v in values if _is_number(v)]
+    if values:
+        return [float(v) for v in values if _is_number(v)]
+    return [m.value for m in mlflow_history(store, spec_of(store, run_id), name)]
+
+
+def mlflow_history(store: LocalStore, spec: dict, name: str) -> list:
+    """MLflow's metric history of the run under ``name``, in the order it was logged (step, then time)."""
+    history = store.mlflow.get_metric_history(spec["mlflow_run_id"], mlflow_key(name))
+    return sorted(history, key=lambda m: (m.step, m.timestamp))

@@ -69,7 +69,7 @@ class KeyCheck:
                 body = json.dumps(
                     {
                         "message": "Missing or wrong key: send the header 'Authorization: Bearer <key>' with a key "
-                        "from service.get_keys()."
+                        "from service.get_keys() (SDK v1) or ml_client.online_endpoints.get_keys(name) (SDK v2)."
                     }  # fmt: skip
                 ).encode()
                 start_response(
