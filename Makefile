@@ -65,7 +65,7 @@ test: $(STAMP)
 CHROMIUM ?= /usr/bin/chromium
 
 test-browser: $(STAMP) chromium
-	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m browser tests/test_browser.py --no-cov
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n 0 -m browser tests/test_browser.py --no-cov
 
 # Playwright drives the system's Chromium: install Debian's package when it is missing and we may.
 chromium:

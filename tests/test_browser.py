@@ -43,6 +43,13 @@ NOTEBOOKS = [
     "07-deploy.ipynb",
     "08-distributed.ipynb",
     "chainer/train-and-register-chainer.ipynb",
+    # the SDK v2 track, after the v1 walkthrough whose MNIST files it reuses
+    "v2/00-connect.ipynb",
+    "v2/01-data.ipynb",
+    "v2/02-compute.ipynb",
+    "v2/03-train.ipynb",
+    "v2/04-tune.ipynb",
+    "v2/05-register-deploy.ipynb",
 ]
 #: The notebooks whose RunDetails view is checked, and what else it must show.
 RUN_VIEWS = {"03-train.ipynb", "06-tune.ipynb", "08-distributed.ipynb"}
