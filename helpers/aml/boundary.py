@@ -191,28 +191,36 @@ class _AfterImport(importlib.abc.MetaPathFinder):
     """Runs ``then()`` once, right after the module ``name`` has been imported for the first time."""
 
     def __init__(self, name: str, then):
-        self.name, self.then = name, then
+        self.name, self.then, self.busy = name, then, False
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != self.name:
+        if fullname != self.name or self.busy:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        self.busy = True  # the other finders answer the inner lookup
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.busy = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _ThenLoader(spec.loader, self.then)
-        return spec
+            spec.loader = _ThenLoader(spec.loader, self)
+        return spec  # a probe (find_spec without an import) leaves the hook in place for the real import
 
 
 class _ThenLoader(importlib.abc.Loader):
-    def __init__(self, loader, then):
-        self.loader, self.then = loader, then
+    def __init__(self, loader, finder: _AfterImport):
+        self.loader, self.finder = loader, finder
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
         self.loader.exec_module(module)
-        self.then()
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+        self.finder.then()
+
+    def __getattr__(self, name):  # get_source, get_resource_reader, ...: the real loader's
+        return getattr(self.loader, name)
 
 
 def kernel_env(base: dict | None = None) -> dict:

@@ -216,6 +216,8 @@ class Supervisor:
         for name, item in self.spec["inputs"].items():
             if "dataset" in item:
                 path = self.resolve_dataset(item["dataset"])
+                if item.get("type") == "uri_file":  # Azure hands a uri_file input over as the file, not its folder
+                    path = str(Path(path) / data.file_name(item["dataset"]["paths"][0]))
                 values[("inputs", name)] = path
                 inputs[name] = path
                 env_vars[f"AZURE_ML_INPUT_{name}"] = path

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from azure.ai.ml._utils._endpoint_utils import validate_response
 from azure.ai.ml.entities import Environment, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
 from azure.ai.ml.entities._endpoint.online_endpoint import EndpointAuthKeys
 from azure.ai.ml.exceptions import ErrorTarget
@@ -179,6 +180,12 @@ class OnlineEndpointOperations(Offline):
             raise invalid("invoke needs request_file= (a JSON file).", ErrorTarget.ONLINE_ENDPOINT)
         body = Path(request_file).read_bytes() if request_file is not None else json.dumps(input_data).encode()
         port = _port(self._store, endpoint_name, deployment)
+        if port is None:
+            raise HttpResponseError(
+                message=f"Endpoint {endpoint_name!r}: deployment {deployment!r} has no running server. Its log: "
+                f"ml_client.online_deployments.get_logs({deployment!r}, {endpoint_name!r}); then update or "
+                "re-create the deployment."
+            )
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/score",
             data=body,
@@ -193,12 +200,9 @@ class OnlineEndpointOperations(Offline):
             with urllib.request.urlopen(request, timeout=120) as response:
                 return response.read().decode()
         except urllib.error.HTTPError as exc:
-            error = HttpResponseError(
-                message=f"Endpoint {endpoint_name!r} (deployment {deployment!r}) answered {exc.code}: "
-                f"{exc.read().decode(errors='replace')[:2000]}"
-            )
-            error.status_code = exc.code
-            raise error from None
+            # azure-ai-ml's own check of the answer, so a non-200 answer raises what it raises on Azure
+            validate_response(_Answer(exc.code, exc.read(), exc.reason))
+            raise  # validate_response raises for every answer but 200 and 201
         except (urllib.error.URLError, OSError) as exc:
             raise HttpResponseError(
                 message=f"Endpoint {endpoint_name!r} (deployment {deployment!r}) did not answer: {exc}. Its log: "
@@ -452,3 +456,16 @@ def _log_tail(store: LocalStore, service: str, lines: int) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text[-lines:])
+
+
+class _Answer:
+    """An HTTP answer in the shape azure-ai-ml's ``validate_response`` and azure-core's errors read."""
+
+    def __init__(self, status: int, content: bytes, reason: str = ""):
+        self.status_code, self.content, self.reason, self.headers, self.request = status, content, reason, {}, None
+
+    def text(self, encoding=None) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.content)

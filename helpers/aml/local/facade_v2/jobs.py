@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import json
 import random
+import re
 import shutil
 import sys
 import time
@@ -58,6 +59,10 @@ def _user() -> str:
         return "local"
 
 
+#: Azure's rule for a job's name
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+
+
 class JobOperations(Offline):
     """Submit, follow, cancel and read jobs of the local workspace, as ``ml_client.jobs`` does on Azure."""
 
@@ -89,6 +94,17 @@ class JobOperations(Offline):
         if tags:
             job.tags = {**(job.tags or {}), **tags}
         experiment = experiment_name or job.experiment_name or Path.cwd().name
+        if job.name and not JOB_NAME.fullmatch(job.name):
+            raise invalid(
+                f"Job name {job.name!r}: Azure takes letters, digits, '-' and '_' (up to 255, starting with a "
+                "letter or digit)."
+            )
+        if job.name:
+            warn_ignored(
+                f"Job {job.name!r}", "name= for MLflow",
+                "locally MLflow gives the run an id of its own, so mlflow.get_run(job.name) finds it only for jobs "
+                "named by the local workspace; leave name= out to have both",
+            )  # fmt: skip
         if job.name and self._exists(job.name):
             raise invalid(f"A job named {job.name!r} exists already: jobs are never replaced; give another name.")
         record = _quiet(job._to_dict())
@@ -292,9 +308,14 @@ class JobOperations(Offline):
                 "evaluation_interval": early.evaluation_interval or 1,
                 "delay_evaluation": early.delay_evaluation or 0,
             }
-            for attribute in ("slack_factor", "slack_amount", "truncation_percentage"):
-                if getattr(early, attribute, None) is not None:
-                    props[attribute] = getattr(early, attribute)
+            if name == "Bandit":
+                # azure-ai-ml's BanditPolicy defaults both slacks to 0: the one given is the non-zero one
+                slack = [a for a in ("slack_factor", "slack_amount") if getattr(early, a, None)]
+                if not slack:
+                    raise invalid(f"Sweep {label}: BanditPolicy needs slack_factor= or slack_amount= (above 0).")
+                props[slack[0]] = getattr(early, slack[0])
+            elif getattr(early, "truncation_percentage", None) is not None:
+                props["truncation_percentage"] = early.truncation_percentage
             policy = {"name": name, "properties": props}
         try:
             sweep_rules.check_policy(policy)
@@ -397,8 +418,13 @@ class JobOperations(Offline):
             ids = []
             for exp in self._store.mlflow.search_experiments():
                 ids += run_records.search(self._store, exp.name)
-        specs = sorted((run_records.spec_of(self._store, run_id) for run_id in ids),
-                       key=lambda spec: spec.get("created", 0), reverse=True)  # fmt: skip
+        specs = []
+        for run_id in ids:
+            try:
+                specs.append(run_records.spec_of(self._store, run_id))
+            except run_records.RunNotFound:  # a trial a sweep is creating this moment: not a job yet
+                continue
+        specs.sort(key=lambda spec: spec.get("created", 0), reverse=True)
         return [self._entity(spec) for spec in specs]
 
     # --- follow -----------------------------------------------------------------------------------

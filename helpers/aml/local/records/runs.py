@@ -171,7 +171,7 @@ def search(store: LocalStore, experiment: str, *, parent: str | None = None, inc
     ids = []
     for info in found:
         run_tags = info.data.tags
-        if "azureml.run_id" not in run_tags:
+        if not run_tags.get("azureml.run_id"):  # absent, or a run being created this moment
             continue
         if parent is None and not include_children and run_tags.get(PARENT_TAG):
             continue
