@@ -128,7 +128,8 @@ def pytest_runtest_call(item):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Stop any web service a notebook or test left running in the session's workspace (a failed cell, say)."""
+    """Stop any web service a notebook or test left running in the session's workspace (a failed cell, say);
+    then remove the session's folder when everything passed (after a failure it stays, to look into)."""
     root = os.environ["AZUREML_LOCAL_ROOT"]
     if os.path.exists(os.path.join(root, "workspace.db")):
         from pathlib import Path
@@ -137,3 +138,9 @@ def pytest_sessionfinish(session, exitstatus):
         from helpers.aml.local.store import LocalStore
 
         stop_all(LocalStore.get(Path(root)))
+    if exitstatus == 0:
+        import shutil
+
+        shutil.rmtree(_SESSION, ignore_errors=True)
+    else:
+        print(f"\nThe test session's workspace and files are kept in {_SESSION}")
