@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -33,6 +34,29 @@ from helpers.aml.local.records.status import TERMINAL
 from helpers.aml.local.store import LocalStore, read_json
 
 HYPERDRIVE_LOG = "azureml-logs/hyperdrive.txt"
+NO_LIMIT_MINUTES = 10080.0  # Azure's default for a sweep's max duration: a week
+
+
+def sweep_spec(child: dict, generator: dict, policy: dict, *, primary_metric: dict, max_total_runs,
+               max_concurrent_runs, max_duration_minutes, seed) -> dict:  # fmt: skip
+    """The spec of a sweep (either SDK's) whose children run ``child``, as this sweeper reads it."""
+    return {
+        "type": "hyperdrive",
+        "parent_run_id": None,
+        "log": HYPERDRIVE_LOG,
+        "script": child["script"],
+        "target": child["target"],
+        "child": child,
+        "generator": generator,
+        "policy": policy,
+        "primary_metric": primary_metric,
+        "max_total_runs": int(max_total_runs),
+        "max_concurrent_runs": int(max_concurrent_runs or max_total_runs),
+        "max_duration_minutes": float(max_duration_minutes or NO_LIMIT_MINUTES),
+        "seed": int(seed) if seed is not None else random.SystemRandom().randrange(2**31),
+    }
+
+
 SYSTEM_TAG = "_aml_system_"
 POLL_S = 0.5  # how often the sweep reads its children and applies the policy
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import random
 import shutil
 import time
 import uuid
@@ -28,9 +27,9 @@ from azureml.exceptions import ActivityFailedException, SnapshotException, UserE
 from azureml.train.hyperdrive import HyperDriveConfig
 from azureml.train.hyperdrive import HyperDriveRun as AzureHyperDriveRun
 
-from helpers.aml.local.execution import snapshot, sweep_rules, watch
+from helpers.aml.local.execution import snapshot, sweep_rules, sweeper, watch
 from helpers.aml.local.execution.supervisor import start_supervisor
-from helpers.aml.local.execution.sweeper import HYPERDRIVE_LOG, SYSTEM_TAG
+from helpers.aml.local.execution.sweeper import SYSTEM_TAG
 from helpers.aml.local.facade._base import Offline, not_available, warn_ignored
 from helpers.aml.local.facade.datasets import DatasetConsumptionConfig, FileDataset
 from helpers.aml.local.facade.environments import environment_spec
@@ -622,19 +621,12 @@ def hyperdrive_spec(experiment: Experiment, config: HyperDriveConfig) -> dict:
         raise UserErrorException("resume_from / resume_child_runs are not supported by the local workspace.")
     child = script_run_spec(experiment, config._run_config)
     seed = sweep_rules.seed_of(generator)
-    return {
-        "type": "hyperdrive",
-        "run_id": f"HD_{uuid.uuid4()}",
-        "parent_run_id": None,
-        "log": HYPERDRIVE_LOG,
-        "script": child["script"],
-        "target": child["target"],
-        "child": child,
-        "generator": generator,
-        "policy": config._policy_config,
-        "primary_metric": config._primary_metric_config,
-        "max_total_runs": int(config._max_total_runs),
-        "max_concurrent_runs": int(config._max_concurrent_runs or config._max_total_runs),
-        "max_duration_minutes": float(config._max_duration_minutes or 10080),
-        "seed": seed if seed is not None else random.SystemRandom().randrange(2**31),
-    }
+    spec = sweeper.sweep_spec(
+        child, generator, config._policy_config,
+        primary_metric=config._primary_metric_config,
+        max_total_runs=config._max_total_runs,
+        max_concurrent_runs=config._max_concurrent_runs,
+        max_duration_minutes=config._max_duration_minutes,
+        seed=seed,
+    )  # fmt: skip
+    return {**spec, "run_id": f"HD_{uuid.uuid4()}"}

@@ -29,7 +29,7 @@ from azure.core.exceptions import HttpResponseError
 
 from helpers.aml.local.execution import envs, serving, snapshot
 from helpers.aml.local.facade_v2._common import done, invalid, not_found
-from helpers.aml.local.facade_v2.jobs import CURATED, environment_spec
+from helpers.aml.local.facade_v2.jobs import CURATED, curated_spec, environment_spec
 from helpers.aml.local.offline import Offline, not_available, warn_ignored
 from helpers.aml.local.records import endpoints as endpoint_records
 from helpers.aml.local.records import models as model_records
@@ -357,15 +357,7 @@ class OnlineDeploymentOperations(Offline):
             return environment_spec(environment, variables)
         if isinstance(environment, str) and environment.startswith(CURATED):
             warn_ignored(label, f"environment={environment}", "a curated environment is this machine's Python")
-            return {
-                "name": environment,
-                "version": None,
-                "user_managed": True,
-                "pip": [],
-                "conda": [],
-                "docker_image": None,
-                "environment_variables": variables,
-            }
+            return curated_spec(environment, variables)
         raise not_available(
             f"{label}: environment={environment!r}",
             "pass Environment(conda_file=..., image=...) itself, as the v2 notebooks do",

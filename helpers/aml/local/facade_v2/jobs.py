@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import random
 import re
 import shutil
 import sys
@@ -32,9 +31,9 @@ from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, JobException
 from azure.ai.ml.operations import JobOperations as AzureJobOperations
 from azure.ai.ml.sweep import SweepJob
 
-from helpers.aml.local.execution import snapshot, sweep_rules, watch
+from helpers.aml.local.execution import snapshot, sweep_rules, sweeper, watch
 from helpers.aml.local.execution.supervisor import start_supervisor
-from helpers.aml.local.execution.sweeper import HYPERDRIVE_LOG, SYSTEM_TAG
+from helpers.aml.local.execution.sweeper import SYSTEM_TAG
 from helpers.aml.local.facade_v2._common import done, invalid, not_found
 from helpers.aml.local.offline import Offline, not_available, warn_ignored
 from helpers.aml.local.records import compute as compute_records
@@ -259,15 +258,7 @@ class JobOperations(Offline):
                 f"environment={environment}",
                 "a curated environment runs on this machine's Python locally",
             )
-            return {
-                "name": environment,
-                "version": None,
-                "user_managed": True,
-                "pip": [],
-                "conda": [],
-                "docker_image": None,
-                "environment_variables": variables,
-            }
+            return curated_spec(environment, variables)
         if environment is None:
             raise invalid(f"Job {label}: command(...) needs an environment (an Environment(...) or a curated one).")
         raise not_available(
@@ -338,22 +329,15 @@ class JobOperations(Offline):
             trial_timeout,
             job.compute,
         )
-        return {
-            "type": "hyperdrive",
-            "sdk": "v2",
-            "parent_run_id": None,
-            "log": HYPERDRIVE_LOG,
-            "script": child["script"],
-            "target": child["target"],
-            "child": child,
-            "generator": generator,
-            "policy": policy,
-            "primary_metric": {"name": job.objective.primary_metric, "goal": job.objective.goal.lower()},
-            "max_total_runs": int(limits.max_total_trials),
-            "max_concurrent_runs": int(limits.max_concurrent_trials or limits.max_total_trials),
-            "max_duration_minutes": float(limits.timeout / 60) if limits.timeout else 10080.0,
-            "seed": int(seed) if seed is not None else random.SystemRandom().randrange(2**31),
-        }
+        spec = sweeper.sweep_spec(
+            child, generator, policy,
+            primary_metric={"name": job.objective.primary_metric, "goal": job.objective.goal.lower()},
+            max_total_runs=limits.max_total_trials,
+            max_concurrent_runs=limits.max_concurrent_trials,
+            max_duration_minutes=limits.timeout / 60 if limits.timeout else None,
+            seed=seed,
+        )  # fmt: skip
+        return {**spec, "sdk": "v2"}
 
     # --- read --------------------------------------------------------------------------------------
     def _spec(self, name: str) -> dict:
@@ -505,6 +489,12 @@ def _print_from(path: Path, offset: int, whole: bool = False) -> int:
     sys.stdout.write(chunk.decode(errors="replace"))
     sys.stdout.flush()
     return offset + len(chunk)
+
+
+def curated_spec(name: str, variables: dict) -> dict:
+    """A curated environment (``AzureML-...``, ``azureml://registries/azureml/...``): locally, this machine's Python."""
+    return {"name": name, "version": None, "user_managed": True, "pip": [], "conda": [], "docker_image": None,
+            "environment_variables": variables}  # fmt: skip
 
 
 def environment_spec(env: Environment, variables: dict | None = None) -> dict:
