@@ -64,6 +64,18 @@ def test_passing_script_goes_through_azure_states_and_keeps_outputs(ws, tmp_path
     assert details["startTimeUtc"] and details["endTimeUtc"]
 
 
+def test_a_run_still_being_created_is_not_listed_yet(ws, tmp_path):
+    """A sweep names its trial before creating it: its MLflow run exists a moment before its run.json (CI saw
+    ``get_children`` fail on one). Listing skips it until it is a run, as Azure lists only created runs."""
+    run = submit(ws, script_dir(tmp_path, "print('parent')\n"))
+    run.wait_for_completion()
+    store = ws._store
+    store.mlflow.create_run(store.experiment_id("tests"),
+                            tags={"azureml.run_id": f"{run.id}_0", "azureml.parent_run_id": run.id})  # fmt: skip
+    assert list(run.get_children()) == []
+    assert [r.id for r in Experiment(ws, "tests").get_runs(include_children=True)] == [run.id]
+
+
 def test_failing_script_is_failed_with_its_own_error_lines(ws, tmp_path):
     src = script_dir(tmp_path, "print('about to fail')\nraise ValueError('the learning rate is negative')\n")
     run = submit(ws, src)

@@ -171,7 +171,10 @@ def search(store: LocalStore, experiment: str, *, parent: str | None = None, inc
     ids = []
     for info in found:
         run_tags = info.data.tags
-        if not run_tags.get("azureml.run_id"):  # absent, or a run being created this moment
+        run_id = run_tags.get("azureml.run_id")
+        # A run being created this moment has its MLflow run (and, when its id was given, the tag) before its
+        # run.json: it is not a run yet, and listing it would fail whoever loads it.
+        if not run_id or not (store.run_dir(run_id) / "run.json").exists():
             continue
         if parent is None and not include_children and run_tags.get(PARENT_TAG):
             continue
@@ -179,7 +182,7 @@ def search(store: LocalStore, experiment: str, *, parent: str | None = None, inc
             continue
         if not filters.matches(properties_of(run_tags), properties):
             continue
-        ids.append(run_tags["azureml.run_id"])
+        ids.append(run_id)
     return ids
 
 
