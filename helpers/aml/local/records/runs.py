@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from helpers.aml.local.records import filters
-from helpers.aml.local.records.status import STATUS_TAG
+from helpers.aml.local.records.status import STATUS_TAG, record_new
 from helpers.aml.local.store import LocalStore, read_json, write_json
 
 DRIVER_LOG = "user_logs/std_log.txt"
@@ -71,6 +71,7 @@ def create(store: LocalStore, experiment_name: str, spec: dict, tags: dict, subm
         with store.db() as db:
             number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM run_numbers").fetchone()[0]
             db.execute("INSERT INTO run_numbers VALUES (?, ?)", (run_id, number))
+        record_new(store, run_id)
         client.update_run(mlrun.info.run_id, status="SCHEDULED")
     artifact_dir = Path(mlrun.info.artifact_uri.removeprefix("file://"))
     (artifact_dir / "user_logs").mkdir(parents=True, exist_ok=True)
@@ -111,8 +112,6 @@ class BadTag(ValueError):
 
 
 def set_tags(store: LocalStore, spec: dict, tags: dict) -> None:
-    from mlflow.entities import RunTag
-
     bad = [k for k in tags if mlflow_key(str(k)) != str(k)]
     if bad:
         raise BadTag(
@@ -125,8 +124,7 @@ def set_tags(store: LocalStore, spec: dict, tags: dict) -> None:
             f"Run {spec['run_id']}: the value of tag {long[0]!r} has {len(str(tags[long[0]])):,} characters; the "
             "local workspace keeps at most 8,000 in a tag: log it as a metric (run.log) or upload it as a file."
         )
-    with store.write_lock():
-        store.mlflow.log_batch(spec["mlflow_run_id"], tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
+    store.mirror(spec["mlflow_run_id"], "tags", {str(k): str(v) for k, v in tags.items()})
 
 
 def remove_tags(store: LocalStore, spec: dict, keys) -> None:
@@ -209,56 +207,45 @@ def append_values(store: LocalStore, spec: dict, values: list[dict]) -> None:
     """
     if not values:
         return
-    from mlflow.entities import Metric
-
     run_id = spec["run_id"]
     mlflow_metrics = []
-    with store.write_lock(), store.db() as db:
-        next_seq: dict[str, int] = {}
-        for item in values:
-            name, kind = item["name"], item["kind"]
-            if kind not in KINDS:
-                raise ValueError(f"Unknown metric kind {kind!r} for {name!r}.")
-            if name not in next_seq:
-                row = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM metrics WHERE run_id = ? AND name = ?",
-                                 (run_id, name)).fetchone()  # fmt: skip
-                next_seq[name] = row[0]
-            seq = next_seq[name]
-            next_seq[name] += 1
-            step = item.get("step")
-            text = _json(item["value"])
-            db.execute("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, seq, kind, step, text,
-                                                                           item["time"]))  # fmt: skip
-            ms = int(item["time"] * 1000)
-            value = json.loads(text)  # plain numbers, as stored
-            if kind == "scalar" and _is_number(value):
-                mlflow_metrics.append(Metric(mlflow_key(name), float(value), ms, seq if step is None else int(step)))
-            elif kind == "list":
-                mlflow_metrics += [
-                    Metric(mlflow_key(name), float(v), ms, i) for i, v in enumerate(value) if _is_number(v)
-                ]
-            elif kind in ("row", "table") and isinstance(value, dict):
-                for col, val in value.items():
-                    for i, v in enumerate(val if kind == "table" and isinstance(val, list) else [val]):
-                        if _is_number(v):
-                            mlflow_metrics.append(Metric(mlflow_key(f"{name}/{col}"), float(v), ms, seq + i))
-    _copy_to_mlflow(store, spec, mlflow_metrics)
+    with store.write_lock():
+        with store.db() as db:
+            next_seq: dict[str, int] = {}
+            for item in values:
+                name, kind = item["name"], item["kind"]
+                if kind not in KINDS:
+                    raise ValueError(f"Unknown metric kind {kind!r} for {name!r}.")
+                if name not in next_seq:
+                    row = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM metrics WHERE run_id = ? AND name = ?",
+                                     (run_id, name)).fetchone()  # fmt: skip
+                    next_seq[name] = row[0]
+                seq = next_seq[name]
+                next_seq[name] += 1
+                step = item.get("step")
+                text = _json(item["value"])
+                db.execute("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, seq, kind, step, text,
+                                                                               item["time"]))  # fmt: skip
+                ms = int(item["time"] * 1000)
+                value = json.loads(text)  # plain numbers, as stored
+                if kind == "scalar" and _is_number(value):
+                    mlflow_metrics.append([mlflow_key(name), float(value), ms, seq if step is None else int(step)])
+                elif kind == "list":
+                    mlflow_metrics += [
+                        [mlflow_key(name), float(v), ms, i] for i, v in enumerate(value) if _is_number(v)
+                    ]
+                elif kind in ("row", "table") and isinstance(value, dict):
+                    for col, val in value.items():
+                        for i, v in enumerate(val if kind == "table" and isinstance(val, list) else [val]):
+                            if _is_number(v):
+                                mlflow_metrics.append([mlflow_key(f"{name}/{col}"), float(v), ms, seq + i])
+        if mlflow_metrics:  # numbers into MLflow's metrics too, for its UI (a name MLflow refuses is renamed)
+            store.mirror(spec["mlflow_run_id"], "metrics", mlflow_metrics)
 
 
 def mlflow_key(name: str) -> str:
     """A metric or tag name as MLflow accepts it (letters, digits, ``_-./`` and spaces, at most 250 characters)."""
     return (_MLFLOW_UNSAFE.sub("_", name) or "_")[:250]
-
-
-def _copy_to_mlflow(store: LocalStore, spec: dict, metrics: list) -> None:
-    """Numbers into MLflow's metrics too, for its UI: a copy, so a name MLflow refuses is renamed, never lost."""
-    from mlflow.exceptions import MlflowException
-
-    for i in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
-        try:
-            store.mlflow.log_batch(spec["mlflow_run_id"], metrics=metrics[i : i + 900])
-        except MlflowException:  # the values are recorded in workspace.db; only the UI's copy is missing
-            continue
 
 
 def _plain_number(value):

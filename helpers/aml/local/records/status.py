@@ -15,6 +15,7 @@ supervisor and a reaper that both try to end a run cannot disagree.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from helpers.aml.local.store import LocalStore, write_json
 
@@ -51,40 +52,54 @@ def is_legal(current: str, new: str) -> bool:
 
 
 def current_status(store: LocalStore, spec: dict) -> str:
+    with store.db() as db:
+        row = db.execute("SELECT status FROM run_status WHERE run_id = ?", (spec["run_id"],)).fetchone()
+    if row is not None:
+        store.flush_outbox()  # a reader with MLflow open keeps MLflow's copy (and so its UI) up to date
+        return row["status"]
+    # a run recorded before workspace.db kept statuses: its status is MLflow's tag
     return store.mlflow.get_run(spec["mlflow_run_id"]).data.tags.get(STATUS_TAG, "NotStarted")
+
+
+def record_new(store: LocalStore, run_id: str) -> None:
+    """A new run starts NotStarted (``runs.create`` calls this)."""
+    with store.db() as db:
+        db.execute("INSERT INTO run_status VALUES (?, 'NotStarted', ?)", (run_id, time.time()))
 
 
 def set_status(store: LocalStore, spec: dict, new: str, error: str | None = None, reason: str | None = None) -> bool:
     """Move the run to ``new``; returns False (and changes nothing) when it has already ended.
 
     Raises :class:`IllegalTransition` for a move Azure never makes, such as Running back to Queued.
-    The status is kept in the MLflow run (tag and MLflow status) and in ``status.json`` in the run's
-    folder, where the script's own ``Run.get_context().get_status()`` reads it.
+    The status is kept in workspace.db (the record every reader goes by), in ``status.json`` in the run's
+    folder, where the script's own ``Run.get_context().get_status()`` reads it, and in MLflow's copy (tags and
+    MLflow's own status, through :meth:`LocalStore.mirror`, so a supervisor need not open MLflow).
     """
     if new not in ORDER and new not in TERMINAL:
         raise IllegalTransition(f"{new!r} is not a run status; the statuses are {', '.join(ORDER + TERMINAL)}.")
-    client = store.mlflow
-    run_id = spec["mlflow_run_id"]
     with store.write_lock():
-        current = client.get_run(run_id).data.tags.get(STATUS_TAG, "NotStarted")
+        current = current_status(store, spec)
         if current in TERMINAL:
             return False
         if current == new:
             return True
         if not is_legal(current, new):
             raise IllegalTransition(f"Run {spec['run_id']} cannot go from {current} back to {new}.")
-        client.set_tag(run_id, STATUS_TAG, new)
+        now = time.time()
+        with store.db() as db:
+            db.execute("INSERT OR REPLACE INTO run_status VALUES (?, ?, ?)", (spec["run_id"], new, now))
+        tags = {STATUS_TAG: new}
         if new == "Running":
-            client.set_tag(run_id, "azureml.start_time", utc_now())
+            tags["azureml.start_time"] = utc_now()
         if error:
-            client.set_tag(run_id, "azureml.error", error[-6000:])
+            tags["azureml.error"] = error[-6000:]
         if reason:
-            client.set_tag(run_id, "azureml.cancel_reason", reason[:6000])
+            tags["azureml.cancel_reason"] = reason[:6000]
         if new in TERMINAL:
-            client.set_tag(run_id, "azureml.end_time", utc_now())
-            client.set_terminated(run_id, MLFLOW_STATUS[new])
-        else:
-            client.update_run(run_id, status=MLFLOW_STATUS[new])
+            tags["azureml.end_time"] = utc_now()
+        store.mirror(spec["mlflow_run_id"], "tags", tags)
+        end_ms = int(now * 1000) if new in TERMINAL else None
+        store.mirror(spec["mlflow_run_id"], "status", {"status": MLFLOW_STATUS[new], "end_time": end_ms})
         folder = store.run_dir(spec["run_id"])
         if folder.is_dir():
             write_json(folder / "status.json", {"status": new})

@@ -5,8 +5,9 @@ Layout of the folder (``.azureml-local/`` at the project root, or ``AZUREML_LOCA
     mlflow.db        MLflow tracking store and model registry (SQLite): experiments, runs,
                      numeric metrics, tags, registered models and their versions
     artifacts/       MLflow artifacts: each run's files (outputs/, logs/, user_logs/)
-    workspace.db     every value each run logged (text included), datasets, compute
-                     targets, web services and the ledger of processes (SQLite)
+    workspace.db     each run's status, every value each run logged (text included), datasets,
+                     compute targets, web services, the ledger of processes, and the MLflow
+                     outbox (SQLite)
     runs/<run id>/   a run's working folder (snapshot of the source), spec and live files
     services/<name>/ a web service's app folder (scoring code, azureml-models/), keys, log
     locks/           file locks: one for writes, and compute-node slots
@@ -16,11 +17,19 @@ shared by all processes using the folder, held through one lock object per
 store, so a thread that already holds it can take it again (a write that opens
 the MLflow store under the lock no longer waits for itself), while other
 threads and processes wait their turn.  Reads need no lock.
+
+MLflow's copy is written through :meth:`LocalStore.mirror`.  A process that has
+opened MLflow writes it at once; one that has not (a run's supervisor: opening
+MLflow costs it about 4 s of CPU, longer than many runs) leaves the write in the
+``mlflow_outbox`` table, and the next process to use MLflow applies it first, in
+order, under the write lock.  Readers of the local workspace (a notebook, the
+MLflow UI command) have MLflow open, so what they read is always up to date.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -52,6 +61,9 @@ CREATE TABLE IF NOT EXISTS processes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, role TEXT NOT NULL, pid INTEGER NOT NULL,
     create_time REAL NOT NULL, sid INTEGER NOT NULL, started REAL NOT NULL, ended REAL, note TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS processes_owner ON processes (owner, ended);
+CREATE TABLE IF NOT EXISTS run_status (run_id TEXT PRIMARY KEY, status TEXT NOT NULL, changed REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS mlflow_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, mlflow_run_id TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL);
 """
 
 
@@ -136,8 +148,7 @@ class LocalStore:
         return f"sqlite:///{self.root / 'mlflow.db'}"
 
     @cached_property
-    def mlflow(self):
-        """An MlflowClient on this folder's SQLite store (created under the lock on first use)."""
+    def _mlflow_client(self):
         for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store"):
             logging.getLogger(name).setLevel(logging.WARNING)
         from mlflow import MlflowClient
@@ -146,6 +157,48 @@ class LocalStore:
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
             client.search_experiments(max_results=1)  # creates and migrates the database once
         return client
+
+    @property
+    def mlflow(self):
+        """An MlflowClient on this folder's SQLite store (opened on first use), with the outbox applied."""
+        client = self._mlflow_client
+        self.flush_outbox()
+        return client
+
+    @property
+    def mlflow_open(self) -> bool:
+        """Whether this process has opened MLflow (then :meth:`mirror` writes to it at once)."""
+        return "_mlflow_client" in self.__dict__
+
+    def mirror(self, mlflow_run_id: str, kind: str, payload) -> None:
+        """Write MLflow's copy of something a record holds: now when MLflow is open here, else through the outbox.
+
+        ``kind`` ``"tags"``: ``{name: value}``; ``"status"``: ``{"status": MLflow's, "end_time": ms or None}``;
+        ``"metrics"``: ``[[name, value, time ms, step], ...]``.
+        """
+        with self.write_lock():
+            if self.mlflow_open:
+                _apply(self.mlflow, mlflow_run_id, kind, payload)
+            else:
+                with self.db() as db:
+                    db.execute("INSERT INTO mlflow_outbox (mlflow_run_id, kind, payload) VALUES (?, ?, ?)",
+                               (mlflow_run_id, kind, json.dumps(payload)))  # fmt: skip
+
+    def flush_outbox(self) -> int:
+        """Apply the writes other processes left for MLflow, oldest first; returns how many there were."""
+        if not self.mlflow_open:
+            return 0
+        with self.db() as db:
+            if db.execute("SELECT 1 FROM mlflow_outbox LIMIT 1").fetchone() is None:
+                return 0
+        client = self._mlflow_client
+        with self.write_lock(), self.db() as db:
+            rows = db.execute("SELECT id, mlflow_run_id, kind, payload FROM mlflow_outbox ORDER BY id").fetchall()
+            for row in rows:
+                _apply(client, row["mlflow_run_id"], row["kind"], json.loads(row["payload"]))
+            if rows:
+                db.execute("DELETE FROM mlflow_outbox WHERE id <= ?", (rows[-1]["id"],))
+        return len(rows)
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
         client = self.mlflow
@@ -189,3 +242,30 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"Cannot create the node locks of {name!r} in {folder} ({exc.strerror}).") from None
         return [FileLock(str(folder / f"node-{i}.lock"), timeout=0) for i in range(slots)]
+
+
+def _apply(client, mlflow_run_id: str, kind: str, payload) -> None:
+    """One write of MLflow's copy.  A copy MLflow refuses (a name it cannot keep, a run deleted since) is skipped:
+    the record it copies is in workspace.db and stays whole."""
+    from mlflow.entities import Metric, RunTag
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if kind == "tags":
+            client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in payload.items()])
+        elif kind == "status":
+            if payload.get("end_time") is not None:
+                client.set_terminated(mlflow_run_id, payload["status"], end_time=payload["end_time"])
+            else:
+                client.update_run(mlflow_run_id, status=payload["status"])
+        elif kind == "metrics":
+            metrics = [Metric(key, value, ms, step) for key, value, ms, step in payload]
+            for i in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
+                try:
+                    client.log_batch(mlflow_run_id, metrics=metrics[i : i + 900])
+                except MlflowException:
+                    continue
+        else:
+            raise ValueError(f"Unknown kind of MLflow write {kind!r}.")
+    except MlflowException:
+        pass
