@@ -93,6 +93,27 @@ def test_a_supervisor_never_opens_mlflow_and_a_reader_finds_mlflow_up_to_date(ws
     assert [m.value for m in client.get_metric_history(mlrun.info.run_id, "loss")] == pytest.approx([1, 0.5, 1 / 3])
 
 
+def test_a_new_workspace_starts_from_a_cached_empty_mlflow_database(tmp_path, monkeypatch):
+    """MLflow's migrations cost every new workspace about 1 s: the first empty database made with this MLflow
+    version is kept in the user's cache and copied; a broken copy in the cache is made again by MLflow."""
+    import mlflow
+
+    from helpers.aml.local.store import LocalStore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    template = tmp_path / "cache" / "azureml-keras-mnist" / "mlflow" / f"empty-{mlflow.__version__}.db"
+    first = LocalStore.get(tmp_path / "a")
+    first.mlflow.create_run(first.experiment_id("kept apart"))
+    assert template.is_file()
+    second = LocalStore.get(tmp_path / "b")
+    assert [e.name for e in second.mlflow.search_experiments()] == ["Default"], "the copy holds no one's runs"
+    second.mlflow.create_run(second.experiment_id("works"))
+    template.write_text("not a database")
+    third = LocalStore.get(tmp_path / "c")
+    third.mlflow.create_run(third.experiment_id("made by MLflow"))
+    assert template.read_bytes().startswith(b"SQLite format 3"), "the broken copy was replaced"
+
+
 def test_a_run_still_being_created_is_not_listed_yet(ws, tmp_path):
     """A sweep names its trial before creating it: its MLflow run exists a moment before its run.json (CI saw
     ``get_children`` fail on one). Listing skips it until it is a run, as Azure lists only created runs."""

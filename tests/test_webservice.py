@@ -27,14 +27,22 @@ from helpers.aml.local.facade.models import stop_all
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A model trained for two epochs on the offline sample by the real training script."""
-    out = tmp_path_factory.mktemp("trained")
+    """A model trained for two epochs on the offline sample by the real training script.
+
+    Trained once per test session: the first xdist worker to need it trains it (under a file lock, in the
+    folder all workers share), the other loads the same model."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per session, shared by the xdist workers
+    out = shared / "webservice-trained"
     folder = data.fetch_mnist(progressbar=False).folder
-    subprocess.run(
-        [sys.executable, str(PROJECT / "scripts" / "keras_mnist.py"), "--data-folder", str(folder),
-         "--epochs", "2", "--seed", "1", "--output-dir", str(out)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    with FileLock(str(shared / "webservice-trained.lock")):
+        if not (out / "model" / "metadata.json").is_file():
+            subprocess.run(
+                [sys.executable, str(PROJECT / "scripts" / "keras_mnist.py"), "--data-folder", str(folder),
+                 "--epochs", "2", "--seed", "1", "--output-dir", str(out)],
+                check=True, capture_output=True,
+            )  # fmt: skip
     return out / "model", data.load_mnist(folder)
 
 

@@ -154,8 +154,13 @@ class LocalStore:
         from mlflow import MlflowClient
 
         with self.write_lock():
+            fresh = not (self.root / "mlflow.db").exists()
+            if fresh:
+                fresh = not _copy_empty_mlflow_db(self.root / "mlflow.db")
             client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
             client.search_experiments(max_results=1)  # creates and migrates the database once
+            if fresh:
+                _keep_empty_mlflow_db(self.root / "mlflow.db")
         return client
 
     @property
@@ -268,4 +273,48 @@ def _apply(client, mlflow_run_id: str, kind: str, payload) -> None:
         else:
             raise ValueError(f"Unknown kind of MLflow write {kind!r}.")
     except MlflowException:
+        pass
+
+
+# --- a new workspace's MLflow database ----------------------------------------------------------------------
+# MLflow makes a new SQLite store by running its schema migrations: about 1 s of CPU, paid by every new workspace
+# (a test's, a CI job's). The first one made with each MLflow version is kept in the user's cache, and later ones
+# start as a copy of it. Only an optimisation: when the cache cannot be used, MLflow makes the database as before.
+
+
+def _empty_mlflow_db() -> Path:
+    import mlflow
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("azureml-keras-mnist")) / "mlflow" / f"empty-{mlflow.__version__}.db"
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database (its backup API), written beside ``target`` and renamed onto it."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(partial)) as dst:
+            src.backup(dst)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _copy_empty_mlflow_db(target: Path) -> bool:
+    try:
+        template = _empty_mlflow_db()
+        if not template.is_file():
+            return False
+        _sqlite_copy(template, target)
+        return True
+    except (OSError, sqlite3.Error):
+        return False
+
+
+def _keep_empty_mlflow_db(made: Path) -> None:
+    try:
+        template = _empty_mlflow_db()
+        template.parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_copy(made, template)
+    except (OSError, sqlite3.Error):
         pass
