@@ -156,6 +156,14 @@ def entries(store: LocalStore, owner: str, roles: tuple[str, ...] | None = None,
         return [dict(r) for r in db.execute(query + " ORDER BY id", args)]
 
 
+def owners(store: LocalStore, prefix: str, role: str) -> list[str]:
+    """Owners whose name starts with ``prefix`` and that have an open entry of ``role``."""
+    with store.db() as db:
+        rows = db.execute("SELECT DISTINCT owner FROM processes WHERE owner LIKE ? AND role = ? AND ended IS NULL",
+                          (prefix.replace("%", "") + "%", role))  # fmt: skip
+        return [r[0] for r in rows]
+
+
 # --- identity and liveness --------------------------------------------------------------------------------
 
 

@@ -3,8 +3,9 @@
 Run supervisors leave MLflow's copy of what they record (statuses, numbers, tags) in the workspace's
 outbox rather than open MLflow themselves; while the UI runs, this process applies it every two seconds,
 so the UI shows runs as they go.  The server is recorded in the ledger and stopped with this command
-(Ctrl-C or SIGTERM).  It runs one worker and without MLflow's GenAI job runner (six more processes and
-about 20 s of start-up on 2 cores), which browsing runs and models does not use.
+(Ctrl-C or SIGTERM); the server of one killed outright (SIGKILL) is stopped by the next one.  It runs
+one worker and without MLflow's GenAI job runner (six more processes and about 20 s of start-up on 2
+cores), which browsing runs and models does not use.
 """
 
 import os
@@ -18,6 +19,18 @@ from helpers.aml.local.store import LocalStore
 OWNER = f"mlflow-ui:{os.getpid()}"
 
 
+def stop_left_behind(store: LocalStore) -> int:
+    """Stop the servers of an earlier ``make mlflow-ui`` that was killed outright (SIGKILL gave it no chance to).
+
+    Only their servers: the command itself ran in the user's terminal session, which is not ours to stop."""
+    stopped = 0
+    for owner in ledger.owners(store, "mlflow-ui:", "ui"):
+        if owner != OWNER and not ledger.alive(store, owner, ("ui",)):
+            stopped += ledger.stop(store, owner, ("server",), grace=5)
+            ledger.mark_ended(store, owner, ("ui",))
+    return stopped
+
+
 def main() -> int:
     store = LocalStore.get()
     _ = store.mlflow  # creates the database on first use, and applies the outbox
@@ -28,6 +41,8 @@ def main() -> int:
                "--workers", "1"]  # fmt: skip
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too (the finally below)
+    ledger.record(store, OWNER, "ui", os.getpid())
+    stop_left_behind(store)
     server = ledger.start(store, OWNER, "server", command, env=env)
     try:
         while True:
@@ -38,7 +53,8 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        ledger.stop(store, OWNER, grace=5)
+        ledger.stop(store, OWNER, ("server",), grace=5)
+        ledger.mark_ended(store, OWNER, ("ui",))
 
 
 if __name__ == "__main__":
