@@ -21,7 +21,8 @@ runs this script and they train one model data-parallel under TensorFlow's
 and only the chief (worker 0) logs final metrics and saves the model.
 
 Keras 3 runs on several backends. A single process trains on JAX when it is
-installed (about 4x faster than TensorFlow for this small network on a CPU); the
+installed (faster than TensorFlow for this small network: 0.39 against 0.54 s an
+epoch on 2 CPU cores in ``make bench``); the
 multi-worker strategy is TensorFlow's, so workers train on TensorFlow. The saved
 ``.keras`` file loads on either backend.
 
@@ -204,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Data: {data.source} from {data.folder}")
 
     # --- Prepare the data -----------------------------------------------------
-    x_all = data.x_train.reshape(-1, INPUT_SHAPE[0]).astype("float32") / 255.0
-    x_test = data.x_test.reshape(-1, INPUT_SHAPE[0]).astype("float32") / 255.0
+    # The pixels stay bytes (0-255) until the model divides them by 255 on the device: every copy of the data an
+    # epoch makes (Keras's shuffled batches, the move to the device, the steps' stacking) is 4x smaller than float32.
+    x_all = data.x_train.reshape(-1, INPUT_SHAPE[0])
+    x_test = data.x_test.reshape(-1, INPUT_SHAPE[0])
     y_all = data.y_train.astype("int32")
     y_test = data.y_test.astype("int32")
     # Choices (epochs, a sweep's best child) are made on the validation split; the test set is used once, at the end.
@@ -223,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     # --- Build the model --------------------------------------------------------
     steps_per_epoch = -(-len(x_train) // args.batch_size)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = keras.Sequential(
+        # The model that is saved and served: pixels divided by 255 in, class probabilities out
+        classifier = keras.Sequential(
             [
                 keras.Input(shape=INPUT_SHAPE),
                 keras.layers.Dense(args.first_layer_neurons, activation="relu"),
@@ -231,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
                 keras.layers.Dense(N_CLASSES, activation="softmax"),
             ],
             name="mnist_mlp",
+        )
+        # ... trained with the division in front, on the device (the same layers: training trains the classifier)
+        model = keras.Sequential(
+            [keras.Input(shape=INPUT_SHAPE, dtype="uint8"), keras.layers.Rescaling(1 / 255), classifier],
+            name="mnist_mlp_training",
         )
         model.compile(
             optimizer=keras.optimizers.RMSprop(learning_rate=args.learning_rate),
@@ -245,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.host_loop and on_device_steps(model):
         print(f"Each epoch's {steps_per_epoch} steps run on the device in one compiled call (jax.lax.scan)")
     if cluster.is_chief:
-        model.summary(print_fn=print)
+        model.summary(print_fn=print, expand_nested=True)
 
     # --- Train -------------------------------------------------------------------
     if run is not None:
@@ -307,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
         },
     }
-    model_dir = save_model(model, metadata, Path(args.output_dir))
+    model_dir = save_model(classifier, metadata, Path(args.output_dir))
     print(f"Model saved to {model_dir}")
     return 0
 
