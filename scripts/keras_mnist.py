@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     # epoch makes (Keras's shuffled batches, the move to the device, the steps' stacking) is 4x smaller than float32.
     x_all = data.x_train.reshape(-1, INPUT_SHAPE[0])
     x_test = data.x_test.reshape(-1, INPUT_SHAPE[0])
+    assert x_all.dtype == x_test.dtype == np.uint8, "IDX images are bytes"
     y_all = data.y_train.astype("int32")
     y_test = data.y_test.astype("int32")
     # Choices (epochs, a sweep's best child) are made on the validation split; the test set is used once, at the end.
@@ -316,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
         },
     }
+    # Saved compiled with the loss and metric it was trained with, so model.evaluate works on it once loaded
+    classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model_dir = save_model(classifier, metadata, Path(args.output_dir))
     print(f"Model saved to {model_dir}")
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -93,6 +95,38 @@ def test_a_supervisor_never_opens_mlflow_and_a_reader_finds_mlflow_up_to_date(ws
     assert [m.value for m in client.get_metric_history(mlrun.info.run_id, "loss")] == pytest.approx([1, 0.5, 1 / 3])
 
 
+def test_while_mlflow_is_busy_its_copy_waits_in_the_outbox_in_order(tmp_path, monkeypatch, caplog):
+    """A busy MLflow database (another process writing it) loses nothing: the writes wait in the outbox, later
+    ones behind them, and are applied in order (tags in batches MLflow accepts); a copy MLflow refuses for good
+    (its run was deleted) is skipped with a warning instead of blocking the rest."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    from helpers.aml.local.store import LocalStore
+
+    store = LocalStore.get(tmp_path / "ws")
+    client = store.mlflow
+    run_id = client.create_run(store.experiment_id("busy")).info.run_id
+    gone = client.create_run(store.experiment_id("busy")).info.run_id
+    client.delete_run(gone)
+    log_batch = client.log_batch
+
+    def busy(*args, **kwargs):
+        raise MlflowException("database is locked", error_code=TEMPORARILY_UNAVAILABLE)  # as MLflow's SQL store
+
+    monkeypatch.setattr(client, "log_batch", busy)
+    store.mirror(run_id, "tags", {"step": "1", **{f"many.{i}": "x" for i in range(150)}})  # MLflow takes 100 a batch
+    store.mirror(gone, "tags", {"lost": "with its run"})
+    store.mirror(run_id, "tags", {"step": "2"})
+    assert store.flush_outbox() == 0, "still busy: everything waits"
+    monkeypatch.setattr(client, "log_batch", log_batch)
+    assert store.flush_outbox() == 3
+    tags = client.get_run(run_id).data.tags
+    assert tags["step"] == "2" and sum(k.startswith("many.") for k in tags) == 150
+    assert f"of run {gone}" in caplog.text
+    assert store.flush_outbox() == 0
+
+
 def test_a_new_workspace_starts_from_a_cached_empty_mlflow_database(tmp_path, monkeypatch):
     """MLflow's migrations cost every new workspace about 1 s: the first empty database made with this MLflow
     version is kept in the user's cache and copied; a broken copy in the cache is made again by MLflow."""
@@ -105,6 +139,8 @@ def test_a_new_workspace_starts_from_a_cached_empty_mlflow_database(tmp_path, mo
     first = LocalStore.get(tmp_path / "a")
     first.mlflow.create_run(first.experiment_id("kept apart"))
     assert template.is_file()
+    with contextlib.closing(sqlite3.connect(template)) as db:  # not even the Default experiment (its folder is ours)
+        assert db.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 0
     second = LocalStore.get(tmp_path / "b")
     assert [e.name for e in second.mlflow.search_experiments()] == ["Default"], "the copy holds no one's runs"
     second.mlflow.create_run(second.experiment_id("works"))

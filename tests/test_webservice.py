@@ -26,14 +26,16 @@ from helpers.aml.local.facade.models import stop_all
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, worker_id):
     """A model trained for two epochs on the offline sample by the real training script.
 
     Trained once per test session: the first xdist worker to need it trains it (under a file lock, in the
     folder all workers share), the other loads the same model."""
     from filelock import FileLock
 
-    shared = tmp_path_factory.getbasetemp().parent  # one folder per session, shared by the xdist workers
+    # Under xdist the workers' folders share a parent of this session's own; without it, the session's folder
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if worker_id != "master" else shared
     out = shared / "webservice-trained"
     folder = data.fetch_mnist(progressbar=False).folder
     with FileLock(str(shared / "webservice-trained.lock")):

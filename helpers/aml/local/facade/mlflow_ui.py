@@ -3,18 +3,19 @@
 Run supervisors leave MLflow's copy of what they record (statuses, numbers, tags) in the workspace's
 outbox rather than open MLflow themselves; while the UI runs, this process applies it every two seconds,
 so the UI shows runs as they go.  The server is recorded in the ledger and stopped with this command
-(Ctrl-C or SIGTERM); the server of one killed outright (SIGKILL) is stopped by the next one.  It runs
-one worker and without MLflow's GenAI job runner (six more processes and about 20 s of start-up on 2
-cores), which browsing runs and models does not use.
+(Ctrl-C, SIGTERM, or its terminal closed); the server of one killed outright (SIGKILL) is stopped by
+the next one.  It runs one worker and without MLflow's GenAI job runner (six more processes and about
+20 s of start-up on 2 cores), which browsing runs and models does not use.
 """
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
 from helpers.aml.local.execution import ledger
-from helpers.aml.local.store import LocalStore
+from helpers.aml.local.store import LocalStore, StoreError
 
 OWNER = f"mlflow-ui:{os.getpid()}"
 
@@ -40,7 +41,8 @@ def main() -> int:
     command = [mlflow, "ui", "--backend-store-uri", store.tracking_uri, "--host", "127.0.0.1", "--port", port,
                "--workers", "1"]  # fmt: skip
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too (the finally below)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # `kill`, or the terminal closed: stop the server (finally below)
+        signal.signal(sig, lambda *_: sys.exit(0))
     ledger.record(store, OWNER, "ui", os.getpid())
     stop_left_behind(store)
     server = ledger.start(store, OWNER, "server", command, env=env)
@@ -49,7 +51,10 @@ def main() -> int:
             try:
                 return server.wait(timeout=2)
             except subprocess.TimeoutExpired:
-                store.flush_outbox()
+                try:
+                    store.flush_outbox()
+                except (StoreError, sqlite3.Error) as exc:  # the workspace is busy or broken: the UI still serves
+                    print(f"Could not apply what runs left for MLflow yet: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -86,8 +86,6 @@ def set_status(store: LocalStore, spec: dict, new: str, error: str | None = None
         if not is_legal(current, new):
             raise IllegalTransition(f"Run {spec['run_id']} cannot go from {current} back to {new}.")
         now = time.time()
-        with store.db() as db:
-            db.execute("INSERT OR REPLACE INTO run_status VALUES (?, ?, ?)", (spec["run_id"], new, now))
         tags = {STATUS_TAG: new}
         if new == "Running":
             tags["azureml.start_time"] = utc_now()
@@ -103,4 +101,7 @@ def set_status(store: LocalStore, spec: dict, new: str, error: str | None = None
         folder = store.run_dir(spec["run_id"])
         if folder.is_dir():
             write_json(folder / "status.json", {"status": new})
+        # Last: whoever reads the new status finds what goes with it (error, times) already written or queued
+        with store.db() as db:
+            db.execute("INSERT OR REPLACE INTO run_status VALUES (?, ?, ?)", (spec["run_id"], new, now))
     return True

@@ -22,8 +22,8 @@ MLflow's copy is written through :meth:`LocalStore.mirror`.  A process that has
 opened MLflow writes it at once; one that has not (a run's supervisor: opening
 MLflow costs it about 4 s of CPU, longer than many runs) leaves the write in the
 ``mlflow_outbox`` table, and the next process to use MLflow applies it first, in
-order, under the write lock.  Readers of the local workspace (a notebook, the
-MLflow UI command) have MLflow open, so what they read is always up to date.
+order, under the write lock.  A notebook that has MLflow open applies it on every
+status read and before every MLflow read; the MLflow UI command every 2 s.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import sqlite3
+import tempfile
 from functools import cached_property
 from pathlib import Path
 
@@ -179,31 +180,55 @@ class LocalStore:
         """Write MLflow's copy of something a record holds: now when MLflow is open here, else through the outbox.
 
         ``kind`` ``"tags"``: ``{name: value}``; ``"status"``: ``{"status": MLflow's, "end_time": ms or None}``;
-        ``"metrics"``: ``[[name, value, time ms, step], ...]``.
+        ``"metrics"``: ``[[name, value, time ms, step], ...]``.  Writes reach MLflow in the order they were made:
+        while older ones wait in the outbox (MLflow was busy), a new one waits behind them.
         """
         with self.write_lock():
             if self.mlflow_open:
-                _apply(self.mlflow, mlflow_run_id, kind, payload)
-            else:
-                with self.db() as db:
-                    db.execute("INSERT INTO mlflow_outbox (mlflow_run_id, kind, payload) VALUES (?, ?, ?)",
-                               (mlflow_run_id, kind, json.dumps(payload)))  # fmt: skip
+                self.flush_outbox()
+                if not self._outbox_waiting():
+                    try:
+                        _apply(self._mlflow_client, mlflow_run_id, kind, payload)
+                        return
+                    except _Busy:
+                        pass
+            with self.db() as db:
+                db.execute("INSERT INTO mlflow_outbox (mlflow_run_id, kind, payload) VALUES (?, ?, ?)",
+                           (mlflow_run_id, kind, json.dumps(payload)))  # fmt: skip
+
+    def _outbox_waiting(self) -> bool:
+        with self.db() as db:
+            return db.execute("SELECT 1 FROM mlflow_outbox LIMIT 1").fetchone() is not None
 
     def flush_outbox(self) -> int:
-        """Apply the writes other processes left for MLflow, oldest first; returns how many there were."""
-        if not self.mlflow_open:
+        """Apply the writes other processes left for MLflow, oldest first; returns how many were applied.
+
+        In chunks, each under the write lock and deleted as it is applied, so a long outbox never holds the lock
+        for long and an interrupted flush repeats nothing.  When MLflow's database is busy the rest waits for the
+        next flush."""
+        if not self.mlflow_open or not self._outbox_waiting():
             return 0
-        with self.db() as db:
-            if db.execute("SELECT 1 FROM mlflow_outbox LIMIT 1").fetchone() is None:
-                return 0
         client = self._mlflow_client
-        with self.write_lock(), self.db() as db:
-            rows = db.execute("SELECT id, mlflow_run_id, kind, payload FROM mlflow_outbox ORDER BY id").fetchall()
-            for row in rows:
-                _apply(client, row["mlflow_run_id"], row["kind"], json.loads(row["payload"]))
-            if rows:
-                db.execute("DELETE FROM mlflow_outbox WHERE id <= ?", (rows[-1]["id"],))
-        return len(rows)
+        applied = 0
+        while True:
+            with self.write_lock():
+                with self.db() as db:
+                    rows = db.execute("SELECT id, mlflow_run_id, kind, payload FROM mlflow_outbox ORDER BY id "
+                                      "LIMIT ?", (FLUSH_CHUNK,)).fetchall()  # fmt: skip
+                done, busy = None, False
+                try:
+                    for row in rows:
+                        _apply(client, row["mlflow_run_id"], row["kind"], json.loads(row["payload"]))
+                        done = row["id"]
+                        applied += 1
+                except _Busy:
+                    busy = True
+                finally:
+                    if done is not None:
+                        with self.db() as db:
+                            db.execute("DELETE FROM mlflow_outbox WHERE id <= ?", (done,))
+            if busy or len(rows) < FLUSH_CHUNK:
+                return applied
 
     def experiment_id(self, name: str, create: bool = True) -> str | None:
         client = self.mlflow
@@ -249,31 +274,46 @@ class LocalStore:
         return [FileLock(str(folder / f"node-{i}.lock"), timeout=0) for i in range(slots)]
 
 
+#: Outbox rows applied per hold of the write lock
+FLUSH_CHUNK = 200
+#: MLflow's limits on one log_batch call
+_MAX_TAGS, _MAX_METRICS = 100, 1000
+
+
+class _Busy(Exception):
+    """MLflow's database is busy (another process is writing it): try again later."""
+
+
 def _apply(client, mlflow_run_id: str, kind: str, payload) -> None:
-    """One write of MLflow's copy.  A copy MLflow refuses (a name it cannot keep, a run deleted since) is skipped:
-    the record it copies is in workspace.db and stays whole."""
+    """One write of MLflow's copy.  Raises :class:`_Busy` when MLflow's database is busy.  A copy MLflow refuses
+    for good (a name it cannot keep, a run deleted since) is skipped with a warning."""
     from mlflow.entities import Metric, RunTag
     from mlflow.exceptions import MlflowException
 
-    try:
-        if kind == "tags":
-            client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in payload.items()])
-        elif kind == "status":
-            if payload.get("end_time") is not None:
-                client.set_terminated(mlflow_run_id, payload["status"], end_time=payload["end_time"])
-            else:
-                client.update_run(mlflow_run_id, status=payload["status"])
-        elif kind == "metrics":
-            metrics = [Metric(key, value, ms, step) for key, value, ms, step in payload]
-            for i in range(0, len(metrics), 900):  # MLflow's batch limit is 1000 metrics
-                try:
-                    client.log_batch(mlflow_run_id, metrics=metrics[i : i + 900])
-                except MlflowException:
-                    continue
+    def call(what: str, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except MlflowException as exc:
+            if exc.error_code == "TEMPORARILY_UNAVAILABLE":
+                raise _Busy(str(exc)) from None
+            logging.getLogger(__name__).warning("MLflow refused the copy of %s of run %s: %s", what,
+                                                mlflow_run_id, exc.message)  # fmt: skip
+
+    if kind == "tags":
+        tags = [RunTag(k, v) for k, v in payload.items()]
+        for i in range(0, len(tags), _MAX_TAGS):
+            call("its tags", client.log_batch, mlflow_run_id, tags=tags[i : i + _MAX_TAGS])
+    elif kind == "status":
+        if payload.get("end_time") is not None:
+            call("its status", client.set_terminated, mlflow_run_id, payload["status"], end_time=payload["end_time"])
         else:
-            raise ValueError(f"Unknown kind of MLflow write {kind!r}.")
-    except MlflowException:
-        pass
+            call("its status", client.update_run, mlflow_run_id, status=payload["status"])
+    elif kind == "metrics":
+        metrics = [Metric(key, value, ms, step) for key, value, ms, step in payload]
+        for i in range(0, len(metrics), _MAX_METRICS - 100):
+            call("its metrics", client.log_batch, mlflow_run_id, metrics=metrics[i : i + _MAX_METRICS - 100])
+    else:
+        raise ValueError(f"Unknown kind of MLflow write {kind!r}.")
 
 
 # --- a new workspace's MLflow database ----------------------------------------------------------------------
@@ -289,12 +329,18 @@ def _empty_mlflow_db() -> Path:
     return Path(platformdirs.user_cache_dir("azureml-keras-mnist")) / "mlflow" / f"empty-{mlflow.__version__}.db"
 
 
-def _sqlite_copy(source: Path, target: Path) -> None:
-    """A consistent copy of a SQLite database (its backup API), written beside ``target`` and renamed onto it."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+def _sqlite_copy(source: Path, target: Path, then: str = "") -> None:
+    """A consistent copy of a SQLite database (its backup API), with the SQL ``then`` run on the copy, written beside
+    ``target`` and renamed onto it."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    os.close(fd)
+    partial = Path(name)
     try:
         with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(partial)) as dst:
             src.backup(dst)
+            if then:
+                with dst:
+                    dst.executescript(then)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -315,6 +361,9 @@ def _keep_empty_mlflow_db(made: Path) -> None:
     try:
         template = _empty_mlflow_db()
         template.parent.mkdir(parents=True, exist_ok=True)
-        _sqlite_copy(made, template)
+        # Without MLflow's Default experiment, whose artifact folder is the one this process was started in:
+        # MLflow makes it again, for its own folder, when it opens a copy.
+        _sqlite_copy(made, template, "DELETE FROM experiment_tags WHERE experiment_id = 0;"
+                                     "DELETE FROM experiments WHERE experiment_id = 0;")  # fmt: skip
     except (OSError, sqlite3.Error):
         pass
