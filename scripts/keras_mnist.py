@@ -317,8 +317,6 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
         },
     }
-    # Saved compiled with the loss and metric it was trained with, so model.evaluate works on it once loaded
-    classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model_dir = save_model(classifier, metadata, Path(args.output_dir))
     print(f"Model saved to {model_dir}")
     return 0
