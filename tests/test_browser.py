@@ -201,6 +201,14 @@ def test_notebook_runs_in_jupyterlab(lab, page, name):
         raise
 
 
+#: Whether an image loaded: at once when it has, else when it does (or fails to), within 10 s
+IMAGE_LOADED = """img => (img.complete && img.naturalWidth > 0) || new Promise(done => {
+    img.addEventListener("load", () => done(img.naturalWidth > 0));
+    img.addEventListener("error", () => done(false));
+    setTimeout(() => done(img.complete && img.naturalWidth > 0), 10000);
+})"""
+
+
 def check_notebook(lab, page, name):
     base, token = lab
     run_all(page, base, token, name)
@@ -217,7 +225,9 @@ def check_notebook(lab, page, name):
     if expects_plot:
         assert images.count() >= 1, f"{name}: no plot was rendered as an image"
     for i in range(images.count()):
-        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0"), f"{name}: image {i} is broken"
+        image = images.nth(i)
+        image.scroll_into_view_if_needed()  # JupyterLab may load an image only when it is scrolled to
+        assert image.evaluate(IMAGE_LOADED), f"{name}: image {i} is broken"
     texts = " ".join(notebook.locator(".jp-OutputArea-output[data-mime-type='text/plain']").all_text_contents())
     assert "<Figure size" not in texts, f"{name}: a plot was shown as text"
 
