@@ -402,12 +402,7 @@ class JobOperations(Offline):
             ids = []
             for exp in self._store.mlflow.search_experiments():
                 ids += run_records.search(self._store, exp.name)
-        specs = []
-        for run_id in ids:
-            try:
-                specs.append(run_records.spec_of(self._store, run_id))
-            except run_records.RunNotFound:  # a trial a sweep is creating this moment: not a job yet
-                continue
+        specs = [run_records.spec_of(self._store, run_id) for run_id in ids]  # search lists only created runs
         specs.sort(key=lambda spec: spec.get("created", 0), reverse=True)
         return [self._entity(spec) for spec in specs]
 
