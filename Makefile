@@ -16,15 +16,16 @@ export WHEELHOUSE
 FROM = $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE))
 # make install builds the job environments the local workspace needs (the Chainer track's): JOB_ENVS=no skips it
 JOB_ENVS ?= yes
-NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 'tests/v1_samples/*.ipynb' 2>/dev/null)
+NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 'aml-offline/tests/*.ipynb' 2>/dev/null)
 
 NB ?=
 
-.PHONY: help install run notebook test test-browser chromium lint lab mlflow-ui bench bench-serve clean lock lock-upgrade wheelhouse
+.PHONY: help install run notebook test test-browser chromium lint lab mlflow-ui reset bench bench-serve clean lock lock-upgrade wheelhouse
 
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
 	@echo "make notebook NB=path/to/x.ipynb - run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace"
+	@echo "make reset - stop the local workspace's services and runs, then delete it (.azureml-local/)"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
 	@echo "make test-browser - run every notebook in JupyterLab in Chromium, check what renders, save screenshots"
 	@echo "make lab   - open JupyterLab on the project's environment"
@@ -36,14 +37,15 @@ help:
 	@echo "make wheelhouse - gather every package file (and MNIST) into wheelhouse/ for installs with no network"
 
 # Re-install only when the dependencies or their locks change; otherwise this is a no-op.
-# Installs the lock (exact versions, hash-checked), then the project itself, then builds the job environments.
-$(STAMP): pyproject.toml $(wildcard locks/*.txt)
+# Installs the lock (exact versions, hash-checked), then the two distributions of this repository (the local
+# workspace, aml-offline/, and the walkthrough), then builds the job environments.
+$(STAMP): pyproject.toml aml-offline/pyproject.toml $(wildcard locks/*.txt)
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "Python 3.11 is needed, found %d.%d at $(PYTHON): install 3.11 or run make PYTHON=/path/to/python3.11" % v)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if [ -n "$(WHEELHOUSE)" ]; then echo "Installing from the wheelhouse $(WHEELHOUSE) only (no network)"; fi
 	$(PY) -m pip install --quiet --disable-pip-version-check $(FROM) "$$(sed -n 's/^\(uv==[^ ;]*\).*/\1/p' $(LOCK))"
 	$(VENV)/bin/uv pip install --python $(PY) $(FROM) -r $(LOCK)
-	$(VENV)/bin/uv pip install --python $(PY) $(FROM) --no-deps -e .
+	$(VENV)/bin/uv pip install --python $(PY) $(FROM) --no-deps -e ./aml-offline -e .
 	@if [ "$(JOB_ENVS)" = yes ]; then $(PY) -m helpers.locks prepare; fi
 	@touch $(STAMP)
 
@@ -54,7 +56,7 @@ run: $(STAMP)
 
 notebook: $(STAMP)
 	@if [ -z "$(NB)" ]; then echo "Which notebook? make notebook NB=path/to/notebook.ipynb"; exit 2; fi
-	$(PY) -m helpers.notebook $(NB)
+	$(VENV)/bin/aml-offline run $(NB)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -89,8 +91,11 @@ lint: $(STAMP)
 lab: $(STAMP)
 	cd notebooks && ../$(VENV)/bin/jupyter lab
 
+reset: $(STAMP)
+	$(VENV)/bin/aml-offline reset --yes
+
 mlflow-ui: $(STAMP)
-	$(PY) -m helpers.aml.local.facade.mlflow_ui
+	$(VENV)/bin/aml-offline mlflow-ui
 
 lock: $(STAMP)
 	$(PY) -m helpers.locks update

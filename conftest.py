@@ -23,7 +23,7 @@ import tempfile
 
 import pytest
 
-from helpers.notebook import registry_unreachable
+from helpers.walkthrough import registry_unreachable
 
 _SESSION = tempfile.mkdtemp(prefix="azureml-walkthrough-tests-")
 
@@ -128,16 +128,11 @@ def pytest_runtest_call(item):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Stop any web service a notebook or test left running in the session's workspace (a failed cell, say);
+    """Stop anything a notebook or test left running in the session's workspace (a failed cell's service, say);
     then remove the session's folder when everything passed (after a failure it stays, to look into)."""
-    root = os.environ["AZUREML_LOCAL_ROOT"]
-    if os.path.exists(os.path.join(root, "workspace.db")):
-        from pathlib import Path
+    import aml_offline
 
-        from helpers.aml.local.facade.models import stop_all
-        from helpers.aml.local.store import LocalStore
-
-        stop_all(LocalStore.get(Path(root)))
+    aml_offline.stop_everything(os.environ["AZUREML_LOCAL_ROOT"])
     if exitstatus == 0:
         import shutil
 

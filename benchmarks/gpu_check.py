@@ -150,13 +150,10 @@ def run_keras_single(python: Path, data: Path, epochs: int, out: Path) -> Result
 
 def run_keras_workers(python: Path, data: Path, epochs: int, out: Path, workers: int = 2) -> Result:
     """The script as ``workers`` processes on 127.0.0.1, each with its ``TF_CONFIG``, as Azure ML starts them."""
-    from helpers.aml.local.execution.supervisor import free_ports  # the local workspace's own, one copy
+    from aml_offline import worker_environments  # the local workspace's own: what its runs' workers get
 
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(workers)]
     procs = []
-    for index in range(workers):
-        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CONFIG=json.dumps(config))
+    for index, env in enumerate(worker_environments(dict(os.environ, PYTHONUNBUFFERED="1"), workers)):
         log = open(out / f"keras-worker-{index}.log", "w")  # noqa: SIM115  (closed below)
         command = [python, SCRIPTS / "keras_mnist.py", "--data-folder", data, "--epochs", str(epochs),
                    "--seed", "0", "--output-dir", out / f"worker-{index}"]  # fmt: skip

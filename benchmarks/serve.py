@@ -85,7 +85,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         os.environ["AZUREML_LOCAL_ROOT"] = str(Path(tmp) / "ws")
-        from helpers.aml.local import Model, Workspace
+        from aml_offline import Model, Workspace
 
         files = data.fetch_mnist(progressbar=False)
         print(f"Training a model for 1 epoch on {files.source} ...", flush=True)

@@ -134,7 +134,7 @@ def run_setup(name: str, folder: Path, epochs: int, work: Path) -> dict:
         port = [sys.executable, str(PROJECT / "benchmarks" / "original_keras_port.py"), "--data-folder", str(folder)]
         commands = [(port + ["--epochs", str(epochs), "--output-json", str(out.with_suffix(".json"))], {})]
     elif name == "c":  # the same cluster of processes the local workspace starts
-        from helpers.aml.local.execution.supervisor import worker_environments
+        from aml_offline import worker_environments
 
         commands = [(script + ["--output-dir", str(out)], env) for env in worker_environments(dict(os.environ), 2)]
     else:

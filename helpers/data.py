@@ -268,6 +268,21 @@ def build_offline_sample(folder: str | os.PathLike | None = None) -> MnistFiles:
     return MnistFiles(folder, OFFLINE_SAMPLE)
 
 
+def local_workspace_source(urls: list[str], say=print) -> Path | None:
+    """The local workspace's data source for MNIST (the entry point ``mnist`` in ``aml_offline.data_sources``).
+
+    A registered dataset whose web paths are the four MNIST files gets them from here when a run uses it: the
+    verified cache, the dataset's own mirror then the others, else the offline sample.  Other URLs: None (the
+    local workspace fetches them itself)."""
+    names = [url.rstrip("/").rsplit("/", 1)[-1] for url in urls]
+    if sorted(names) != sorted(FILE_NAMES):
+        return None
+    bases = list(dict.fromkeys(url[: -len(name)] for url, name in zip(urls, names, strict=True)))
+    files = fetch_mnist(mirror_list=bases + [m for m in mirrors() if m not in bases], say=say)
+    say(f"MNIST files: {files.source} in {files.folder}")
+    return files.folder
+
+
 def load_mnist(folder: str | os.PathLike | None = None) -> mnist_idx.MnistArrays:
     """Load the arrays from ``folder`` (anywhere below it), or fetch them first."""
     return mnist_idx.load_mnist(folder if folder is not None else fetch_mnist().folder)

@@ -10,12 +10,13 @@ The locks (all in ``locks/``, all hash-checked, all for Python 3.11 on Linux and
 - ``uv.lock`` (project root) is the project's lock, from ``pyproject.toml`` with the
   ``dev`` extra; ``locks/project.txt`` is its export, which ``make install`` installs
   (``pip install -r`` reads it too), and ``locks/runtime.txt`` the same without the
-  test tools (for compute instances: ``environment.yml``).
+  test tools (for compute instances: ``environment.yml``); ``locks/aml-offline.txt`` the
+  local workspace's package (``aml-offline/``) alone, with its extras (``envs`` aside).
 - ``locks/build.txt``: the build tools for source packages (setuptools for the
   project itself and for Chainer's source package, whose legacy build asks for ``wheel``).
 - ``locks/<environment>.txt`` for each ``scripts/*-env.yml`` whose packages the
   project's lock does not satisfy (today the Chainer job's): the local workspace
-  builds that environment from it (``helpers/aml/local/execution/envs.py``).  The scoring
+  builds that environment from it (``aml-offline/src/aml_offline/execution/envs.py``).  The scoring
   and training environments are satisfied by the project's own, so they get none.
 """
 
@@ -34,9 +35,18 @@ BUILD_LOCK = LOCKS / "build.txt"
 BUILD_REQUIREMENTS = ["setuptools>=68,<70", "wheel"]
 PYTHON = "3.11"
 RUNTIME_LOCK = LOCKS / "runtime.txt"
-#: uv export's flags for each export of uv.lock: with the test tools (make install), and without (compute instances)
-EXPORTS = {PROJECT_LOCK: ["--extra", "dev"], RUNTIME_LOCK: []}
-EXPORT_FLAGS = ["--frozen", "--no-emit-project", "--quiet"]
+#: the local workspace's package alone, with its extras but envs (uv: make install puts it in pip's cache, not
+#: uv's), for the test that installs it without the walkthrough and with no index
+PACKAGE_LOCK = LOCKS / "aml-offline.txt"
+PACKAGE_EXTRAS = ["--extra", "v2", "--extra", "widgets", "--extra", "pytest"]
+#: uv export's flags for each export of uv.lock: with the test tools (make install), without (compute instances),
+#: and the aml-offline package's own dependencies
+EXPORTS = {
+    PROJECT_LOCK: ["--extra", "dev"],
+    RUNTIME_LOCK: [],
+    PACKAGE_LOCK: ["--package", "aml-offline", *PACKAGE_EXTRAS],
+}
+EXPORT_FLAGS = ["--frozen", "--no-emit-workspace", "--quiet"]
 
 
 def env_files() -> list[Path]:
@@ -68,10 +78,9 @@ def pins(lock: Path) -> dict[str, str]:
 def unsatisfied(env: dict, lock: Path = PROJECT_LOCK) -> list[str]:
     """The requirements of ``env`` that the versions in ``lock`` do not meet (extras are not checked,
     as the local workspace does not check them)."""
+    from aml_offline import environments as envs
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
-
-    from helpers.aml.local.execution import envs
 
     have = pins(lock)
     missing = []
@@ -102,7 +111,7 @@ def _run(command: list, **kwargs) -> None:
 def compile_lock(requirements: list[str], out: Path, header: str = "", upgrade: bool = False) -> None:
     """Lock ``requirements`` into ``out`` for Python 3.11 on every platform, with hashes.  Versions
     already in ``out`` are kept unless ``upgrade`` (``uv pip compile`` prefers them)."""
-    from helpers.aml.local.execution import envs
+    from aml_offline import environments as envs
 
     out.parent.mkdir(parents=True, exist_ok=True)
     constraints = out.parent / f".{out.stem}.build-constraints.txt"
@@ -118,7 +127,7 @@ def compile_lock(requirements: list[str], out: Path, header: str = "", upgrade: 
 
 def lock_job_env(env: dict, lock: Path, source: Path | None = None, upgrade: bool = False) -> None:
     """Lock a job environment's packages into ``lock``, with the key the local workspace matches it by."""
-    from helpers.aml.local.execution import envs
+    from aml_offline import environments as envs
 
     made_from = f" ({source.relative_to(ROOT)})" if source else ""
     header = (f"# The job environment {env['name']!r}{made_from}: make lock writes this file.\n"
@@ -149,7 +158,7 @@ def update(upgrade: bool = False) -> None:
 
 def check() -> list[str]:
     """What is out of step, without the network: an empty list when every lock is current."""
-    from helpers.aml.local.execution import envs
+    from aml_offline import environments as envs
 
     problems = []
     done = subprocess.run([_uv(), "lock", "--check", "--offline", "--quiet"], cwd=ROOT, capture_output=True, text=True)
@@ -181,8 +190,9 @@ def prepare() -> None:
     is one), and put the wheelhouse's MNIST files in the data cache, so ``make run`` needs no network."""
     import shutil
 
+    from aml_offline import environments as envs
+
     from helpers import data
-    from helpers.aml.local.execution import envs
 
     house = envs.wheelhouse()
     if house and (house / "mnist").is_dir():

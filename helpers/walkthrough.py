@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from aml_offline import notebooks
 from nbconvert import HTMLExporter
 
-from helpers import notebook
 from helpers._scripts import PROJECT_ROOT
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -32,7 +32,7 @@ def run_notebook(path: Path, out_dir: Path) -> None:
 
     The executed copy, an HTML copy and the kernel's own stderr (TensorFlow start-up, transport notices) go to
     ``out_dir``."""
-    book, failure = notebook.execute(path, out_dir, timeout=CELL_TIMEOUT_S)
+    book, failure = notebooks.execute(path, out_dir, timeout=CELL_TIMEOUT_S)
     html, _ = HTMLExporter().from_notebook_node(book)
     (out_dir / f"{path.stem}.html").write_text(html)
     if failure:
@@ -44,10 +44,27 @@ def run_notebook(path: Path, out_dir: Path) -> None:
         )
 
 
-def summary() -> str:
-    from helpers.aml import boundary
+def registry_unreachable() -> dict[str, str]:
+    """Environment variables under which nothing reaches a package index or the internet over HTTP(S):
+    the indexes and proxies on a closed local port (127.0.0.1 itself stays reachable), uv and pip offline.
+    ``make test`` runs the walkthrough's kernels under them."""
+    import socket
 
-    mode = boundary.activate()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {"UV_OFFLINE": "1", "PIP_NO_INDEX": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    for name in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"):
+        env[name] = closed + "/simple"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env[name] = env[name.lower()] = closed
+    return env
+
+
+def summary() -> str:
+    import aml_offline
+
+    mode = aml_offline.activate()
     from azureml.core import Model, Workspace  # after activate(): the local workspace's in local mode
 
     ws = Workspace.from_config()

@@ -6,8 +6,8 @@ import pytest
 @pytest.fixture()
 def ws(tmp_path, monkeypatch):
     """A fresh local workspace in this test's temporary folder (the tests run from that folder)."""
-    from helpers.aml.local import Workspace
-    from helpers.aml.local.facade.models import stop_all
+    from aml_offline import Workspace
+    from aml_offline.facade.models import stop_all
 
     monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(tmp_path / "ws"))
     monkeypatch.chdir(tmp_path)

@@ -14,15 +14,14 @@ import sys
 import urllib.request
 
 import pytest
+from aml_offline import Dataset, Experiment, Model, Run, Workspace
+from aml_offline.facade._base import NotAvailableOffline
+from aml_offline.records import status as run_status
+from aml_offline.store import LocalStore, StoreError
 from azureml.core import Environment, ScriptRunConfig
 from azureml.exceptions import ModelNotFoundException, UserErrorException, WebserviceException
 from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
 from support import PROJECT, script_dir
-
-from helpers.aml.local import Dataset, Experiment, Model, Run, Workspace
-from helpers.aml.local.facade._base import NotAvailableOffline
-from helpers.aml.local.records import status as run_status
-from helpers.aml.local.store import LocalStore, StoreError
 
 
 def submit(ws, src, experiment="behaviour", **kwargs):
@@ -274,7 +273,7 @@ def test_tagging_a_run_from_a_fresh_process_does_not_wait_for_its_own_lock(ws, t
     run = submit(ws, src)
     run.wait_for_completion()
     code = (
-        "from helpers.aml.local import Experiment, Run, Workspace\n"
+        "from aml_offline import Experiment, Run, Workspace\n"
         f"ws = Workspace.from_config()\nRun(Experiment(ws, 'behaviour'), {run.id!r}).tag('from', 'elsewhere')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
@@ -333,12 +332,6 @@ def test_a_tag_the_store_cannot_keep_is_a_clear_error(ws, tmp_path):
 def test_run_lookup_of_an_unknown_id_names_it(ws):
     with pytest.raises(UserErrorException, match="no-such-run"):
         Run(Experiment(ws, "behaviour"), "no-such-run")
-
-
-def test_coverage_table_is_up_to_date():
-    done = subprocess.run([sys.executable, str(PROJECT / "docs" / "coverage.py"), "--check"], capture_output=True,
-                          text=True)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_workspace_is_a_workspace(ws):

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aml_offline import Dataset, Experiment
+from aml_offline.execution import envs
+from aml_offline.facade.environments import environment_spec as _environment_spec
 from azureml.core import Environment, ScriptRunConfig
 from azureml.exceptions import ActivityFailedException
 from support import PROJECT
 
 from helpers import chainer_mlp, data
-from helpers.aml.local import Dataset, Experiment
-from helpers.aml.local.execution import envs
-from helpers.aml.local.facade.environments import environment_spec as _environment_spec
 
 ENV_FILE = PROJECT / "scripts" / "chainer-env.yml"
 

@@ -6,12 +6,11 @@ import json
 import time
 
 import pytest
+from aml_offline import AmlCompute, ComputeTarget, Dataset, Experiment, RunDetails
 from azureml.core import ScriptRunConfig
 from azureml.core.runconfig import TensorflowConfiguration
 from azureml.exceptions import UserErrorException
 from support import PROJECT, script_dir
-
-from helpers.aml.local import AmlCompute, ComputeTarget, Dataset, Experiment, RunDetails
 
 
 def _cluster(ws, max_nodes=2):

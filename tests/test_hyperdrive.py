@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from aml_offline import Dataset, Experiment, HyperDriveRun, RunDetails
+from aml_offline.execution.sweep_rules import configurations, to_stop
 from azureml.core import ScriptRunConfig
 from azureml.exceptions import UserErrorException
 from azureml.train.hyperdrive import (
@@ -30,9 +32,6 @@ from azureml.train.hyperdrive import (
     uniform,
 )
 from support import PROJECT, max_overlap, script_dir
-
-from helpers.aml.local import Dataset, Experiment, HyperDriveRun, RunDetails
-from helpers.aml.local.execution.sweep_rules import configurations, to_stop
 
 # --- sampling ----------------------------------------------------------------------------------------
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from aml_offline.execution import envs
 from azureml.core import Environment
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from support import PROJECT
-
-from helpers.aml.local.execution import envs
 
 NOTEBOOKS = sorted((PROJECT / "notebooks").rglob("*.ipynb"))
 CUDA12_IMAGE = re.compile(r"^mcr\.microsoft\.com/azureml/openmpi5\.0-cuda(12)\.\d+-ubuntu\d\d\.04$")

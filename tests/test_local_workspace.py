@@ -12,14 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import aml_offline as local
 import psutil
 import pytest
+from aml_offline import AmlCompute, ComputeTarget, Dataset, Experiment, Model, Workspace
+from aml_offline.facade.datasets import DatasetConsumptionConfig, FileDataset, FileDatasetFactory
 from azureml.exceptions import ActivityFailedException, ComputeTargetException, UserErrorException
 from support import script_dir
-
-from helpers.aml import local
-from helpers.aml.local import AmlCompute, ComputeTarget, Dataset, Experiment, Model, Workspace
-from helpers.aml.local.facade.datasets import DatasetConsumptionConfig, FileDataset, FileDatasetFactory
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +85,7 @@ def test_a_supervisor_never_opens_mlflow_and_a_reader_finds_mlflow_up_to_date(ws
     run.wait_for_completion()
     imported = [line.rsplit("|", 1)[-1].strip() for line in (run._dir / "supervisor.log").read_text().splitlines()
                 if line.startswith("import time:")]  # fmt: skip
-    assert "helpers.aml.local.records.status" in imported  # the import log was captured
+    assert "aml_offline.records.status" in imported  # the import log was captured
     assert not [name for name in imported if name.split(".")[0] in ("mlflow", "pandas", "sqlalchemy")]
     client = MlflowClient(ws._store.tracking_uri)
     mlrun = client.get_run(run._spec["mlflow_run_id"])
@@ -99,10 +98,9 @@ def test_while_mlflow_is_busy_its_copy_waits_in_the_outbox_in_order(tmp_path, mo
     """A busy MLflow database (another process writing it) loses nothing: the writes wait in the outbox, later
     ones behind them, and are applied in order (tags in batches MLflow accepts); a copy MLflow refuses for good
     (its run was deleted) is skipped with a warning instead of blocking the rest."""
+    from aml_offline.store import LocalStore
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
-
-    from helpers.aml.local.store import LocalStore
 
     store = LocalStore.get(tmp_path / "ws")
     client = store.mlflow
@@ -131,11 +129,10 @@ def test_a_new_workspace_starts_from_a_cached_empty_mlflow_database(tmp_path, mo
     """MLflow's migrations cost every new workspace about 1 s: the first empty database made with this MLflow
     version is kept in the user's cache and copied; a broken copy in the cache is made again by MLflow."""
     import mlflow
-
-    from helpers.aml.local.store import LocalStore
+    from aml_offline.store import LocalStore
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    template = tmp_path / "cache" / "azureml-keras-mnist" / "mlflow" / f"empty-{mlflow.__version__}.db"
+    template = tmp_path / "cache" / "aml-offline" / "mlflow" / f"empty-{mlflow.__version__}.db"
     first = LocalStore.get(tmp_path / "a")
     first.mlflow.create_run(first.experiment_id("kept apart"))
     assert template.is_file()
@@ -329,7 +326,7 @@ def test_compute_get_or_create(ws):
 
 _REGISTER = """
 import sys
-from helpers.aml.local import Experiment, Run, Workspace
+from aml_offline import Experiment, Run, Workspace
 ws = Workspace.from_config()
 run = Run(Experiment(ws, "tests"), sys.argv[1])
 for _ in range(3):
@@ -367,6 +364,7 @@ def test_concurrent_registration_loses_and_duplicates_no_version(ws, tmp_path):
 
 
 def _parity_pairs():
+    from aml_offline import HyperDriveRun
     from azureml.core import Dataset as AzDataset
     from azureml.core import Experiment as AzExperiment
     from azureml.core import Model as AzModel
@@ -381,8 +379,6 @@ def _parity_pairs():
     from azureml.data.dataset_factory import FileDatasetFactory as AzFileFactory
     from azureml.train.hyperdrive import HyperDriveRun as AzHyperDriveRun
     from azureml.widgets import RunDetails as AzRunDetails
-
-    from helpers.aml.local import HyperDriveRun
 
     return [
         (Workspace.__init__, AzWorkspace.__init__),

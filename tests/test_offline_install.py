@@ -16,10 +16,10 @@ import subprocess
 import sys
 
 import pytest
+from aml_offline.execution import envs
 from support import PROJECT
 
 from helpers import locks, wheelhouse
-from helpers.aml.local.execution import envs
 
 #: Chainer's job environment without azureml-core (about 60 packages): the same source build, a small wheelhouse.
 SMALL_CHAINER_ENV = {"name": "chainer-offline-test", "pip": ["chainer==7.8.1", "numpy>=1.26,<2", "setuptools<60"],
@@ -110,7 +110,7 @@ def test_a_fresh_install_and_the_chainer_job_environment_come_from_the_wheelhous
 
     env.update(AZUREML_ENV_LOCKS=str(root / "locks"), AZUREML_ENV_CACHE=str(root / "envs"), WHEELHOUSE=str(house))
     build = subprocess.run(
-        _offline([sys.executable, "-c", "import sys; from helpers.aml.local.execution import envs; "
+        _offline([sys.executable, "-c", "import sys; from aml_offline.execution import envs; "
                   f"print('PYTHON', envs.ensure({SMALL_CHAINER_ENV!r}, print))"]),
         env=env, cwd=PROJECT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -130,7 +130,7 @@ def test_a_package_missing_from_the_wheelhouse_fails_the_build_saying_so(small_w
                WHEELHOUSE=str(house))  # fmt: skip
     spec = {"name": "not-in-the-wheelhouse", "pip": ["requests"], "conda": []}
     build = subprocess.run(
-        _offline([sys.executable, "-c", f"from helpers.aml.local.execution import envs; envs.ensure({spec!r}, print)"]),
+        _offline([sys.executable, "-c", f"from aml_offline.execution import envs; envs.ensure({spec!r}, print)"]),
         env=env, cwd=PROJECT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert build.returncode != 0

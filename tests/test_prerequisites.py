@@ -52,7 +52,7 @@ def test_other_errors_keep_their_own_message(exc):
 
 def test_the_local_workspace_answers_not_found_the_same_way(ws):
     """The local twin's not-found answers must be recognised too, or local mode loses the hint."""
-    from helpers.aml.local import ComputeTarget, Dataset, Model
+    from aml_offline import ComputeTarget, Dataset, Model
 
     for lookup in (
         lambda: Dataset.get_by_name(ws, name="mnist-dataset"),

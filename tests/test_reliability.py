@@ -18,12 +18,11 @@ import time
 
 import psutil
 import pytest
+from aml_offline import Experiment
+from aml_offline.execution import ledger
+from aml_offline.records import runs as run_records
 from azureml.core import ScriptRunConfig
 from support import script_dir
-
-from helpers.aml.local import Experiment
-from helpers.aml.local.execution import ledger
-from helpers.aml.local.records import runs as run_records
 
 OUTLIVED: dict[str, float] = {}
 SLEEPER = "import time; time.sleep(300)"
@@ -206,10 +205,9 @@ def test_run_numbers_never_repeat_under_concurrency(ws):
 
 def tiny_service_parts(ws, tmp_path, variables=None):
     """A registered one-file model and an InferenceConfig whose score.py answers {"ok": true}, in this Python."""
+    from aml_offline import Model
     from azureml.core import Environment
     from azureml.core.model import InferenceConfig
-
-    from helpers.aml.local import Model
 
     src = script_dir(tmp_path, "def init():\n    pass\n\ndef run(raw):\n    return {'ok': True}\n", name="score.py")
     (tmp_path / "m.txt").write_text("model")
@@ -221,9 +219,8 @@ def tiny_service_parts(ws, tmp_path, variables=None):
 
 
 def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
+    from aml_offline import Model
     from azureml.core.webservice import LocalWebservice
-
-    from helpers.aml.local import Model
 
     model, config = tiny_service_parts(ws, tmp_path, {"WORKER_COUNT": "2"})
     service = Model.deploy(ws, "tiny-svc", [model], config, LocalWebservice.deploy_configuration())
@@ -242,10 +239,9 @@ def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
 
 
 def test_two_deploys_of_one_name_at_once_leave_one_service_and_no_stray_server(ws, tmp_path):
+    from aml_offline import Model, Webservice
     from azureml.core.webservice import LocalWebservice
     from azureml.exceptions import WebserviceException
-
-    from helpers.aml.local import Model, Webservice
 
     model, config = tiny_service_parts(ws, tmp_path)
     outcomes: list = []
@@ -279,7 +275,7 @@ def test_the_mlflow_ui_applies_what_runs_left_for_it_and_leaves_no_server_howeve
     import json
     import urllib.request
 
-    from helpers.aml.local.store import LocalStore
+    from aml_offline.store import LocalStore
 
     store = LocalStore.get(tmp_path / "ws")
     mlrun = store.mlflow.create_run(store.experiment_id("ui"))
@@ -292,7 +288,7 @@ def test_the_mlflow_ui_applies_what_runs_left_for_it_and_leaves_no_server_howeve
     env = dict(os.environ, AZUREML_LOCAL_ROOT=str(tmp_path / "ws"), MLFLOW_PORT=str(port))
 
     def start_ui():
-        ui = subprocess.Popen([sys.executable, "-m", "helpers.aml.local.facade.mlflow_ui"], env=env,
+        ui = subprocess.Popen([sys.executable, "-m", "aml_offline.mlflow_ui"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
         deadline = time.time() + 120
         while time.time() < deadline and ui.poll() is None:

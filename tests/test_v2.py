@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from aml_offline.execution import ledger
+from aml_offline.offline import NotAvailableOffline
 from azure.ai.ml import Input, command
 from azure.ai.ml.entities import (
     AmlCompute,
@@ -33,9 +35,6 @@ from azure.ai.ml.exceptions import JobException, ValidationException
 from azure.ai.ml.sweep import BanditPolicy, Choice
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from support import PROJECT
-
-from helpers.aml.local.execution import ledger
-from helpers.aml.local.offline import NotAvailableOffline
 
 # A training script that logs with mlflow, as SDK v2 scripts do (the job's MLFLOW_RUN_ID points it at its run)
 FAKE_TRAINING = """
@@ -63,7 +62,7 @@ FAKE_TRAINING = """
 @pytest.fixture()
 def ml(tmp_path, monkeypatch):
     """The local workspace's MLClient on a fresh workspace in this test's folder, with one cluster."""
-    from helpers.aml.local.facade_v2 import MLClient
+    from aml_offline.facade_v2 import MLClient
 
     monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(tmp_path / "ws"))
     monkeypatch.chdir(tmp_path)
@@ -148,8 +147,7 @@ def test_compute_is_get_or_create_and_refuses_retired_sizes(ml):
 
 def test_a_command_job_runs_with_its_data_asset_and_its_mlflow_metrics_land_on_its_run(ml, tmp_path, capsys):
     import mlflow
-
-    from helpers.aml.local import Experiment, Workspace
+    from aml_offline import Experiment, Workspace
 
     folder = tmp_path / "toy"
     folder.mkdir()
@@ -218,7 +216,7 @@ def _bad_compute(src):
 
 
 def test_what_the_local_workspace_does_not_do_raises_not_available_naming_it(ml, tmp_path):
-    from helpers.aml.local.facade_v2 import MLClient
+    from aml_offline.facade_v2 import MLClient
 
     for name in ("batch_endpoints", "batch_deployments", "components", "schedules", "registries", "environments"):
         with pytest.raises(NotAvailableOffline, match=f"MLClient.{name} is not available in the local workspace"):
@@ -246,8 +244,8 @@ def test_what_the_local_workspace_does_not_do_raises_not_available_naming_it(ml,
 
 
 def test_activate_makes_azure_ai_ml_mlclient_the_local_workspaces(tmp_path, monkeypatch):
-    import helpers.aml.boundary as boundary
-    from helpers.aml.local.facade_v2 import MLClient as LocalMLClient
+    import aml_offline.boundary as boundary
+    from aml_offline.facade_v2 import MLClient as LocalMLClient
 
     monkeypatch.setenv("AZUREML_MODE", "local")
     monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(tmp_path / "ws"))
@@ -280,8 +278,8 @@ def test_a_v1_notebook_does_not_import_azure_ai_ml_and_a_v2_one_gets_the_twin_on
     """azure-ai-ml takes seconds to import: activate() overlays MLClient on its first import, not before."""
     code = textwrap.dedent("""
         import sys
-        import helpers.aml.boundary
-        helpers.aml.boundary.activate()
+        import aml_offline.boundary
+        aml_offline.boundary.activate()
         assert "azure.ai.ml" not in sys.modules, "a v1 notebook does not pay for importing azure-ai-ml"
         from azure.ai.ml import MLClient
         print(MLClient.__module__)
@@ -290,7 +288,7 @@ def test_a_v1_notebook_does_not_import_azure_ai_ml_and_a_v2_one_gets_the_twin_on
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                           timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "helpers.aml.local.facade_v2.client"
+    assert done.stdout.strip().splitlines()[-1] == "aml_offline.facade_v2.client"
 
 
 # --- sweeps ---------------------------------------------------------------------------------------------------

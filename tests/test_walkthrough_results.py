@@ -12,7 +12,7 @@ from helpers import data
 
 @pytest.fixture(scope="module")
 def ws():
-    from helpers.aml.local import Dataset, Workspace
+    from aml_offline import Dataset, Workspace
 
     ws = Workspace.from_config()
     if "mnist-dataset" not in ws.datasets:
@@ -28,7 +28,7 @@ def test_dataset_is_registered_once(ws):
 
 
 def test_training_run_completed_with_epoch_metrics(ws):
-    from helpers.aml.local import Experiment
+    from aml_offline import Experiment
 
     workspace, _ = ws
     runs = list(Experiment(workspace, "keras-mnist").get_runs())
@@ -42,8 +42,7 @@ def test_training_run_completed_with_epoch_metrics(ws):
 
 def test_registered_model_loads_and_predicts(ws, tmp_path):
     import keras
-
-    from helpers.aml.local import Model
+    from aml_offline import Model
 
     workspace, dataset_cls = ws
     model = Model(workspace, "keras-mnist")
@@ -59,7 +58,7 @@ def test_registered_model_loads_and_predicts(ws, tmp_path):
 
 def test_the_chainer_track_used_the_environment_make_install_built(ws):
     """With the network gone, the Chainer run found its job environment ready: built at install time."""
-    from helpers.aml.local import Experiment
+    from aml_offline import Experiment
 
     workspace, _ = ws
     runs = list(Experiment(workspace, "chainer-mnist").get_runs())
@@ -77,7 +76,7 @@ def test_the_walkthrough_kernels_could_not_reach_a_registry(tool, tmp_path):
 
     from uv import find_uv_bin
 
-    from helpers.notebook import registry_unreachable
+    from helpers.walkthrough import registry_unreachable
 
     env = {**os.environ, **registry_unreachable()}
     if tool == "uv":
@@ -94,9 +93,8 @@ def test_the_v2_track_agrees_with_the_v1_track_on_the_same_data(ws, tmp_path):
     import json
 
     import mlflow
-
-    from helpers.aml.local import Experiment, Model
-    from helpers.aml.local.facade_v2 import MLClient
+    from aml_offline import Experiment, Model
+    from aml_offline.facade_v2 import MLClient
 
     workspace, _ = ws
     ml_client = MLClient.from_config(credential=None)

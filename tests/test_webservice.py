@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from aml_offline import Model, Workspace
+from aml_offline.facade.models import stop_all
 from azureml.core import Environment
 from azureml.core.model import InferenceConfig
 from azureml.core.webservice import AciWebservice
@@ -21,8 +23,6 @@ from azureml.exceptions import WebserviceException
 from support import PROJECT, script_dir
 
 from helpers import data
-from helpers.aml.local import Model, Workspace
-from helpers.aml.local.facade.models import stop_all
 
 
 @pytest.fixture(scope="module")

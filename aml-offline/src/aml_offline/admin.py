@@ -1,0 +1,105 @@
+"""Commands on a whole workspace folder: what it holds, which processes it has running, stop them, reset it.
+
+``aml-offline status`` and ``aml-offline reset`` (:mod:`aml_offline.cli`) call these; so do
+:func:`aml_offline.stop_everything` and :func:`aml_offline.reset`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+from aml_offline.execution import ledger
+from aml_offline.records import compute as compute_records
+from aml_offline.records import datasets as dataset_records
+from aml_offline.records import endpoints as endpoint_records
+from aml_offline.records import models as model_records
+from aml_offline.records import services as service_records
+from aml_offline.store import LocalStore, default_root
+
+#: What marks a folder as a local workspace (reset deletes nothing else)
+MARKER = "workspace.db"
+
+
+class NotAWorkspace(RuntimeError):
+    """The folder given is not a local workspace; nothing was changed."""
+
+
+def workspace_folder() -> Path:
+    """The folder the local workspace keeps its state in: ``AZUREML_LOCAL_ROOT``, else the project's."""
+    return default_root()
+
+
+def _folder(folder: str | Path | None) -> Path:
+    return Path(folder).expanduser().resolve() if folder else default_root()
+
+
+def _existing_store(folder: Path) -> LocalStore | None:
+    return LocalStore.get(folder) if (folder / MARKER).is_file() else None
+
+
+def running(folder: str | Path | None = None) -> list[dict]:
+    """The processes the workspace recorded that are still the ones recorded and alive: owner, role, pid, since."""
+    store = _existing_store(_folder(folder))
+    if store is None:
+        return []
+    found = []
+    for owner in ledger.open_owners(store):
+        for entry in ledger.entries(store, owner):
+            if ledger.verified(entry) is not None:
+                found.append({"owner": owner, "role": entry["role"], "pid": entry["pid"], "since": entry["started"]})
+    return found
+
+
+def status(folder: str | Path | None = None) -> str:
+    """A few lines a person reads: the folder, its runs by status, models, datasets, compute, services, processes."""
+    root = _folder(folder)
+    store = _existing_store(root)
+    if store is None:
+        return f"No local workspace in {root} yet (it is made on first use)."
+    with store.db() as db:
+        statuses = Counter(r[0] for r in db.execute("SELECT status FROM run_status"))
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    models = {name: len(model_records.versions(store, name)) for name in model_records.names(store)}
+    datasets = {name: len(dataset_records.versions(store, name)) for name in dataset_records.names(store)}
+    services = {
+        name: (service_records.get(store, name) or {}).get("state", "?") for name in service_records.names(store)
+    }
+    lines = [
+        f"Local workspace {root} ({size / 2**20:.1f} MiB)",
+        "Runs:        " + (", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none"),
+        "Models:      " + (", ".join(f"{n} ({v} version{'s' * (v != 1)})" for n, v in models.items()) or "none"),
+        "Datasets:    " + (", ".join(f"{n} ({v} version{'s' * (v != 1)})" for n, v in datasets.items()) or "none"),
+        "Compute:     " + (", ".join(compute_records.names(store)) or "none"),
+        "Services:    " + (", ".join(f"{n} ({s})" for n, s in services.items()) or "none"),
+        "Endpoints:   " + (", ".join(endpoint_records.names(store)) or "none"),
+    ]
+    procs = running(root)
+    lines.append(f"Processes:   {len(procs) or 'none'} running")
+    now = time.time()
+    lines += [f"  pid {p['pid']:>7}  {p['role']:<10} {p['owner']}  ({now - p['since']:.0f} s)" for p in procs]
+    return "\n".join(lines)
+
+
+def stop_everything(folder: str | Path | None = None) -> int:
+    """Stop every process the workspace started (web services, runs, sweeps, MLflow UIs) and what they started;
+    returns how many processes were signalled.  Only processes the ledger recorded, checked by start time."""
+    store = _existing_store(_folder(folder))
+    return 0 if store is None else ledger.stop_everything(store)
+
+
+def reset(folder: str | Path | None = None) -> int:
+    """Stop everything the workspace runs, then delete its folder; returns how many processes were stopped.
+
+    A folder that is not a local workspace (no ``workspace.db``) is refused with :class:`NotAWorkspace`."""
+    root = _folder(folder)
+    if not root.exists():
+        return 0
+    if not (root / MARKER).is_file():
+        raise NotAWorkspace(f"{root} is not a local workspace (it has no {MARKER}): nothing was deleted.")
+    stopped = stop_everything(root)
+    LocalStore._instances.pop(root, None)
+    shutil.rmtree(root)
+    return stopped

@@ -1,0 +1,54 @@
+"""Which azureml names the local workspace stands in for at the client boundary.
+
+``TWINS`` maps each azureml module a notebook imports from to the names whose
+objects are bound to a workspace (they talk to the service): in local mode
+``aml_offline.boundary.activate()`` makes ``from azureml.core import Workspace``
+give the twin.  Configuration classes (``Environment``, ``ScriptRunConfig``,
+``InferenceConfig``, ``AciWebservice.deploy_configuration``, HyperDrive's
+configuration) are not here: they build without a workspace, so azureml-core's own
+serve both modes.  The defining modules (``azureml.core.run`` ...) are listed as
+well, so ``from azureml.core.model import Model`` (a scoring script's habit) gets the
+twin too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aml_offline.facade import workspace
+from aml_offline.facade.compute import AmlCompute, ComputeTarget
+from aml_offline.facade.datasets import Dataset
+from aml_offline.facade.models import Model, Webservice
+from aml_offline.facade.runs import Experiment, HyperDriveRun, Run
+from aml_offline.facade.widgets import RunDetails
+from aml_offline.facade.workspace import Workspace
+from aml_offline.store import default_root
+
+TWINS: dict[str, dict[str, type]] = {
+    "azureml.core": {"Workspace": Workspace, "Experiment": Experiment, "Run": Run, "Model": Model,
+                     "Dataset": Dataset, "ComputeTarget": ComputeTarget, "Webservice": Webservice},
+    "azureml.core.workspace": {"Workspace": Workspace},
+    "azureml.core.experiment": {"Experiment": Experiment},
+    "azureml.core.run": {"Run": Run},
+    "azureml.core.model": {"Model": Model},
+    "azureml.core.dataset": {"Dataset": Dataset},
+    "azureml.core.compute": {"ComputeTarget": ComputeTarget, "AmlCompute": AmlCompute},
+    "azureml.core.compute.compute": {"ComputeTarget": ComputeTarget},
+    "azureml.core.compute.amlcompute": {"AmlCompute": AmlCompute},
+    "azureml.core.webservice": {"Webservice": Webservice},
+    "azureml.core.webservice.webservice": {"Webservice": Webservice},
+    "azureml.train.hyperdrive": {"HyperDriveRun": HyperDriveRun},
+    "azureml.train.hyperdrive.run": {"HyperDriveRun": HyperDriveRun},
+    "azureml.widgets": {"RunDetails": RunDetails},
+    "azureml.widgets.run_details": {"RunDetails": RunDetails},
+}  # fmt: skip
+
+
+def workspace_folder() -> Path:
+    """The folder the local workspace keeps its state in (``AZUREML_LOCAL_ROOT``, else ``.azureml-local/``)."""
+    return default_root()
+
+
+def announced(folder: Path) -> None:
+    """The boundary has said where the workspace is: ``Workspace(...)`` need not say it again."""
+    workspace._announced.add(folder)

@@ -1,0 +1,100 @@
+"""The ``aml-offline`` command and the pytest plugin on notebooks written like Microsoft's public SDK v1 samples.
+
+``v1_samples/`` holds three of them (a script run with a registered model; a HyperDrive sweep on a cluster with
+get_best_run_by_primary_metric; Model.deploy with keys, service.run and a raw requests.post), with nothing of this
+repository in them.  Each runs unmodified through ``aml-offline run`` (what ``make notebook NB=...`` calls), from a
+copy in a folder of its own (their ``%%writefile`` cells write there, as in a user's project), in a workspace the
+command finds there.  The pytest plugin's route is ``test_standalone.py``'s, in an environment without the
+walkthrough; here its scopes are checked on two small notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+SAMPLES = sorted((Path(__file__).parent / "v1_samples").glob("*.ipynb"))
+COMMAND = Path(sys.executable).parent / "aml-offline"
+
+
+def user_env(**extra) -> dict:
+    """The environment of a user's shell: none of this test session's switches."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AZUREML_INTERCEPT", "AZUREML_MODE", "AZUREML_LOCAL_ROOT")}
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize("notebook", SAMPLES, ids=lambda p: p.stem)
+def test_a_v1_sample_notebook_runs_offline_unmodified(notebook: Path, tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    shutil.copy(notebook, work)
+    result = subprocess.run(
+        [str(COMMAND), "run", str(work / notebook.name), "--out", str(tmp_path / "out")],
+        cwd=work, env=user_env(AZUREML_MODE="local"), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    lines = (tmp_path / "out" / f"{notebook.stem}.cells.txt").read_text().splitlines()
+    assert lines[1:] and all(line.lstrip().startswith("ok ") for line in lines[1:]), lines
+    assert (tmp_path / "out" / notebook.name).is_file()  # the executed copy, with outputs
+    assert "Local mode (AZUREML_MODE=local)" in (tmp_path / "out" / notebook.name).read_text()
+    assert (work / ".azureml-local" / "workspace.db").is_file()  # the project folder's workspace
+    status = subprocess.run([str(COMMAND), "status"], cwd=work, env=user_env(), capture_output=True, text=True)
+    assert status.returncode == 0 and "Processes:   none running" in status.stdout, status.stdout + status.stderr
+
+
+def _notebook(path: Path, *sources: str) -> None:
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(book, path)
+
+
+@pytest.mark.parametrize("scope", ["notebook", "session"])
+def test_the_pytest_plugin_gives_each_notebook_or_the_session_a_workspace_in_pytests_temporary_folder(tmp_path, scope):
+    """``--aml-offline`` (and the ini option) switch the plugin on; the workspace lives under ``--basetemp``."""
+    work = tmp_path / "project"
+    work.mkdir()
+    for name in ("a", "b"):
+        _notebook(
+            work / f"{name}.ipynb",
+            "import json, os\nfrom azureml.core import Dataset, Workspace\nws = Workspace.from_config()",
+            f"open('{name}.txt', 'w').write('{name}')\n"
+            f"Dataset.File.from_files('{name}.txt').register(ws, 'data-{name}')\n"
+            f"json.dump({{'root': os.environ['AZUREML_LOCAL_ROOT'], 'ws': type(ws).__module__,"
+            f" 'datasets': sorted(Dataset.get_all(ws))}}, open('{name}.json', 'w'))",
+        )
+    (work / "pytest.ini").write_text(f"[pytest]\naml_offline = {scope}\n" if scope == "session" else "[pytest]\n")
+    flag = ["--aml-offline"] if scope == "notebook" else []
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *flag, "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:cov", "-q",
+         "--basetemp", str(tmp_path / "bt"), "a.ipynb", "b.ipynb"],
+        cwd=work, env=user_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    a, b = (json.loads((work / f"{n}.json").read_text()) for n in ("a", "b"))
+    assert a["ws"].startswith("aml_offline.") and b["ws"].startswith("aml_offline.")
+    for seen in (a, b):
+        assert Path(seen["root"]).is_relative_to(tmp_path / "bt") and Path(seen["root"], "workspace.db").is_file()
+    if scope == "notebook":
+        assert a["root"] != b["root"] and b["datasets"] == ["data-b"]
+    else:
+        assert a["root"] == b["root"] and b["datasets"] == ["data-a", "data-b"]
+
+
+def test_the_plugin_is_off_unless_asked(tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    _notebook(work / "a.ipynb", "1 + 1")
+    (work / "pytest.ini").write_text("[pytest]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:cov", "-q", "a.ipynb"],
+        cwd=work, env=user_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "no tests ran" in result.stdout, result.stdout  # no nbval, no notebooks collected: the plugin did nothing
+    assert "aml-offline" not in result.stdout
