@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.locks import BUILD_LOCK, LOCKS, PROJECT_LOCK, ROOT, RUNTIME_LOCK
+from helpers.locks import BUILD_LOCK, LOCKS, PACKAGE_LOCK, PROJECT_LOCK, ROOT, RUNTIME_LOCK
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 
@@ -48,8 +48,9 @@ class File:
 
 
 def default_locks() -> list[Path]:
-    """The project's lock, its build tools, then every job environment's lock."""
-    jobs = sorted(p for p in LOCKS.glob("*.txt") if p not in (PROJECT_LOCK, RUNTIME_LOCK, BUILD_LOCK))
+    """The project's lock, its build tools, then every job environment's lock (the runtime's and aml-offline's
+    locks are parts of the project's)."""
+    jobs = sorted(p for p in LOCKS.glob("*.txt") if p not in (PROJECT_LOCK, RUNTIME_LOCK, BUILD_LOCK, PACKAGE_LOCK))
     return [PROJECT_LOCK, BUILD_LOCK, *jobs]
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from aml_offline.boundary import kernel_env
 from aml_offline.mode import ModeError, find_config, read_config, resolve_mode
 

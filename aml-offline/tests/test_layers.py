@@ -34,6 +34,8 @@ OPTIONAL_IMPORTS = {
     "aml_offline.pytest_plugin",
     # ``import aml_offline`` loads neither azureml-core nor MLflow: the twins come on first use (module __getattr__)
     "aml_offline",
+    # each command imports what it uses: ``aml-offline --help`` or ``stop`` need not load nbformat or MLflow
+    "aml_offline.cli",
 }
 
 

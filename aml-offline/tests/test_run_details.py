@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from aml_offline import run_details
 from aml_offline.run_details import RunDetails
 

@@ -17,9 +17,6 @@ import os
 import sys
 from pathlib import Path
 
-from aml_offline import admin, mlflow_ui, notebooks
-from aml_offline.store import default_root
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -44,9 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.workspace is not None:
         os.environ["AZUREML_LOCAL_ROOT"] = str(args.workspace.expanduser().resolve())
-    if args.command == "run":
+    if args.command == "run":  # each command imports what it uses: nbformat alone takes a second or two
+        from aml_offline import notebooks
+
         return notebooks.main([*map(str, args.notebooks), *(["--out", str(args.out)] if args.out else []),
                                *(["--workdir", str(args.workdir)] if args.workdir else [])])  # fmt: skip
+    from aml_offline import admin
+
     if args.command == "status":
         print(admin.status())
         return 0
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Stopped {admin.stop_everything()} process(es) of the local workspace.")
         return 0
     if args.command == "reset":
-        root = default_root()
+        root = admin.workspace_folder()
         if not args.yes:
             if not sys.stdin.isatty():
                 print(f"Reset deletes {root}: run it with --yes to confirm.", file=sys.stderr)
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"Stopped {stopped} process(es) and deleted {root}.")
         return 0
+    from aml_offline import mlflow_ui
+
     return mlflow_ui.main()
 
 

@@ -1,19 +1,19 @@
-"""Run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace (``make notebook NB=...``).
+"""Run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace (``aml-offline run``).
 
-    python -m aml_offline.notebooks path/to/notebook.ipynb [more.ipynb ...] [--out DIR] [--workdir DIR]
+    aml-offline run path/to/notebook.ipynb [more.ipynb ...] [--out DIR] [--workdir DIR]
 
 The notebook's kernel starts under ``aml_offline.boundary.kernel_env()`` with
 ``AZUREML_MODE=local``: its first ``import azureml...`` turns the boundary on, so
 ``from azureml.core import Workspace`` and the rest are the local workspace's
-(``AZUREML_LOCAL_ROOT``, else ``.azureml-local/``) with no edit to the notebook.
+(``AZUREML_LOCAL_ROOT``, else ``.azureml-local/`` in the project) with no edit to the notebook.
 Each code cell gets one line (ok or FAILED with the error, and its seconds);
 the first failure stops the notebook, and the cells after it are listed as not
 run.  The executed copy (with outputs) goes to ``--out`` (default
-``build/notebooks/offline/``) with the same lines in ``<name>.cells.txt`` and the
+``build/notebooks/offline/`` in the project folder) with the same lines in ``<name>.cells.txt`` and the
 kernel's own stderr in ``<name>.kernel.log``.  Exit status 1 when a cell failed.
 
-A project testing its notebooks with pytest and nbval instead:
-``pytest -p aml_offline.pytest_plugin --nbval-lax notebooks/``.
+A project testing its notebooks with pytest and nbval instead: ``pytest --aml-offline notebooks/``
+(:mod:`aml_offline.pytest_plugin`).  Public: :func:`execute`, :func:`run`, :func:`offline_env`.
 """
 
 from __future__ import annotations

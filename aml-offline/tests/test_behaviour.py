@@ -14,14 +14,15 @@ import sys
 import urllib.request
 
 import pytest
+from azureml.core import Environment, ScriptRunConfig
+from azureml.exceptions import ModelNotFoundException, UserErrorException, WebserviceException
+from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
+
 from aml_offline import Dataset, Experiment, Model, Run, Workspace
 from aml_offline.facade._base import NotAvailableOffline
 from aml_offline.records import status as run_status
 from aml_offline.store import LocalStore, StoreError
-from azureml.core import Environment, ScriptRunConfig
-from azureml.exceptions import ModelNotFoundException, UserErrorException, WebserviceException
-from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
-from support import PROJECT, script_dir
+from twin_support import script_dir
 
 
 def submit(ws, src, experiment="behaviour", **kwargs):

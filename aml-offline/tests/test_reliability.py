@@ -18,11 +18,12 @@ import time
 
 import psutil
 import pytest
+from azureml.core import ScriptRunConfig
+
 from aml_offline import Experiment
 from aml_offline.execution import ledger
 from aml_offline.records import runs as run_records
-from azureml.core import ScriptRunConfig
-from support import script_dir
+from twin_support import script_dir
 
 OUTLIVED: dict[str, float] = {}
 SLEEPER = "import time; time.sleep(300)"
@@ -205,9 +206,10 @@ def test_run_numbers_never_repeat_under_concurrency(ws):
 
 def tiny_service_parts(ws, tmp_path, variables=None):
     """A registered one-file model and an InferenceConfig whose score.py answers {"ok": true}, in this Python."""
-    from aml_offline import Model
     from azureml.core import Environment
     from azureml.core.model import InferenceConfig
+
+    from aml_offline import Model
 
     src = script_dir(tmp_path, "def init():\n    pass\n\ndef run(raw):\n    return {'ok': True}\n", name="score.py")
     (tmp_path / "m.txt").write_text("model")
@@ -219,8 +221,9 @@ def tiny_service_parts(ws, tmp_path, variables=None):
 
 
 def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
-    from aml_offline import Model
     from azureml.core.webservice import LocalWebservice
+
+    from aml_offline import Model
 
     model, config = tiny_service_parts(ws, tmp_path, {"WORKER_COUNT": "2"})
     service = Model.deploy(ws, "tiny-svc", [model], config, LocalWebservice.deploy_configuration())
@@ -239,9 +242,10 @@ def test_a_killed_server_master_takes_its_workers_with_it(ws, tmp_path):
 
 
 def test_two_deploys_of_one_name_at_once_leave_one_service_and_no_stray_server(ws, tmp_path):
-    from aml_offline import Model, Webservice
     from azureml.core.webservice import LocalWebservice
     from azureml.exceptions import WebserviceException
+
+    from aml_offline import Model, Webservice
 
     model, config = tiny_service_parts(ws, tmp_path)
     outcomes: list = []

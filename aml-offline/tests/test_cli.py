@@ -1,0 +1,89 @@
+"""``aml-offline status / stop / reset``: what a workspace holds and runs, stopping it, and deleting it safely.
+
+A real process stands in for a web service's server: a ``sleep`` recorded in the workspace's ledger, as the
+twin records every process it starts (its start time is the identity checked before any signal).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import psutil
+import pytest
+
+import aml_offline
+from aml_offline.execution import ledger
+from aml_offline.store import LocalStore
+
+COMMAND = Path(sys.executable).parent / "aml-offline"
+
+
+def cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(COMMAND), *args], cwd=cwd, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    """A workspace folder with one recorded process running (owner service:svc), and the folder."""
+    root = tmp_path / "ws"
+    monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(root))
+    store = LocalStore.get(root)
+    proc = ledger.start(store, ledger.service_owner("svc"), "server", ["sleep", "300"], die_with_parent=False)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reap it the moment it ends, as its server's parent would
+    yield root, proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def test_status_names_what_runs(workspace):
+    root, proc = workspace
+    out = cli("status", cwd=root.parent)
+    assert out.returncode == 0, out.stderr
+    assert f"Local workspace {root}" in out.stdout
+    assert f"pid {proc.pid:>7}  server" in out.stdout and "service:svc" in out.stdout
+    assert aml_offline.running(root) == [
+        {"owner": "service:svc", "role": "server", "pid": proc.pid, "since": pytest.approx(proc_start(proc), abs=5)}
+    ]
+
+
+def proc_start(proc) -> float:
+    return psutil.Process(proc.pid).create_time()
+
+
+def test_stop_ends_every_recorded_process_and_keeps_the_folder(workspace):
+    root, proc = workspace
+    out = cli("stop", cwd=root.parent)
+    assert out.returncode == 0 and "Stopped 1 process" in out.stdout, out.stdout + out.stderr
+    assert proc.wait(timeout=10) is not None
+    assert (root / "workspace.db").is_file() and aml_offline.running(root) == []
+
+
+def test_reset_asks_first_and_then_stops_and_deletes(workspace):
+    root, proc = workspace
+    refused = cli("reset", cwd=root.parent, stdin=subprocess.DEVNULL)  # no terminal to ask on: nothing happens
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert proc.poll() is None and root.is_dir()
+    done = cli("reset", "--yes", cwd=root.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert proc.wait(timeout=10) is not None and not root.exists()
+
+
+def test_reset_refuses_a_folder_that_is_not_a_workspace(tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    out = cli("--workspace", str(folder), "reset", "--yes", cwd=tmp_path)
+    assert out.returncode == 2 and "is not a local workspace" in out.stderr
+    assert (folder / "thesis.tex").read_text() == "years of work"
+    with pytest.raises(aml_offline.NotAWorkspace):
+        aml_offline.reset(folder)
+
+
+def test_status_of_a_folder_with_no_workspace_yet(tmp_path):
+    out = cli("--workspace", str(tmp_path / "none"), "status", cwd=tmp_path)
+    assert out.returncode == 0 and "No local workspace" in out.stdout
+    assert not (tmp_path / "none").exists()  # looking does not create it
