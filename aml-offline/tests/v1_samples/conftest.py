@@ -1,3 +1,4 @@
-"""These notebooks are run by tests/test_v1_samples.py through the offline runner, not collected by nbval here."""
+"""These notebooks are run by ../test_v1_samples.py and ../test_standalone.py (through ``aml-offline run`` and the
+pytest plugin), not collected by nbval here."""
 
 collect_ignore_glob = ["*.ipynb"]
