@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("notebooks", nargs="+", type=Path, help="the .ipynb files, run in this order")
     run.add_argument("--out", type=Path, help="where the executed copies go (default: build/notebooks/offline/)")
     run.add_argument("--workdir", type=Path, help="the kernels' working folder (default: each notebook's)")
+    run.add_argument("--cell-timeout", type=int, help="seconds a cell may run (default: 1800)")
     commands.add_parser("status", help="what the workspace holds, and which of its processes are running")
     commands.add_parser("stop", help="stop every process the workspace started")
     reset = commands.add_parser("reset", help="stop every process the workspace started, then delete its folder")
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         from aml_offline import notebooks
 
         return notebooks.main([*map(str, args.notebooks), *(["--out", str(args.out)] if args.out else []),
-                               *(["--workdir", str(args.workdir)] if args.workdir else [])])  # fmt: skip
+                               *(["--workdir", str(args.workdir)] if args.workdir else []),
+                               *(["--cell-timeout", str(args.cell_timeout)] if args.cell_timeout else [])])  # fmt: skip
     from aml_offline import admin
 
     if args.command == "status":

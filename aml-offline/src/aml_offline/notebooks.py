@@ -25,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from aml_offline import settings
 from aml_offline.boundary import kernel_env
@@ -64,27 +64,40 @@ def execute(path: Path, out_dir: Path, *, workdir: Path | None = None, env: dict
                             resources={"metadata": {"path": str(workdir)}})  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     failure = None
-    with (
-        open(out_dir / f"{path.stem}.kernel.log", "w") as log,
-        client.setup_kernel(stderr=log, **({"env": env} if env else {})),
-    ):
-        for index, cell in enumerate(book.cells):
-            if cell.cell_type != "code":
-                continue
-            start = time.perf_counter()
-            try:
-                client.execute_cell(cell, index)
-            except CellExecutionError as exc:
-                failure = (index, cell, exc)
-            if on_cell is not None:
-                on_cell(index, cell, time.perf_counter() - start, failure[2] if failure else None)
-            if failure:
-                break
-    nbformat.write(book, out_dir / path.name)
+    try:
+        with (
+            open(out_dir / f"{path.stem}.kernel.log", "w") as log,
+            client.setup_kernel(stderr=log, **({"env": env} if env else {})),
+        ):
+            for index, cell in enumerate(book.cells):
+                if cell.cell_type != "code":
+                    continue
+                start = time.perf_counter()
+                try:
+                    client.execute_cell(cell, index)
+                except CellExecutionError as exc:
+                    failure = (index, cell, exc)
+                except (CellTimeoutError, DeadKernelError) as exc:  # a cell that hangs, or a kernel that died
+                    failure = (index, cell, _as_cell_error(exc, timeout))
+                if on_cell is not None:
+                    on_cell(index, cell, time.perf_counter() - start, failure[2] if failure else None)
+                if failure:
+                    break
+    finally:  # whatever stopped it (a kernel that would not start, Ctrl-C), the executed copy shows how far it got
+        nbformat.write(book, out_dir / path.name)
     return book, failure
 
 
-def run(path: Path, out_dir: Path, workdir: Path | None = None, say=print) -> bool:
+def _as_cell_error(exc: Exception, timeout: int) -> CellExecutionError:
+    """A timeout or a dead kernel, reported the way a cell's own error is (a name and one line)."""
+    if isinstance(exc, CellTimeoutError):
+        why = f"the cell ran past the {timeout} s limit and was stopped"
+    else:
+        why = f"the kernel died while the cell ran ({exc}); see the .kernel.log beside the executed copy"
+    return CellExecutionError(str(exc), type(exc).__name__, why)
+
+
+def run(path: Path, out_dir: Path, workdir: Path | None = None, say=print, timeout: int = CELL_TIMEOUT_S) -> bool:
     """Execute one notebook offline, saying one line per code cell; True when every cell passed."""
     workdir = (workdir or path.parent).resolve()
     results: list[str] = []
@@ -101,7 +114,13 @@ def run(path: Path, out_dir: Path, workdir: Path | None = None, say=print) -> bo
             report(f"  FAILED {seconds:4.1f}s {label} -> {_one_line(error.ename, error.evalue)}")
 
     report(f"{path} (offline, in {workdir})")
-    book, failure = execute(path, out_dir, workdir=workdir, env=offline_env(), on_cell=on_cell)
+    try:
+        book, failure = execute(path, out_dir, workdir=workdir, env=offline_env(), on_cell=on_cell, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001  (the kernel did not start, say: one line, and the lines so far)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        report(f"  FAILED before or between cells -> {type(exc).__name__}: {first}")
+        (out_dir / f"{path.stem}.cells.txt").write_text("\n".join(results) + "\n")
+        return False
     if failure:
         for index, cell in enumerate(book.cells):
             if cell.cell_type == "code" and index > failure[0]:
@@ -120,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         help="where the executed copies go (default: build/notebooks/offline/ in the project folder)",
     )
     parser.add_argument("--workdir", type=Path, help="the kernel's working folder (default: the notebook's)")
+    parser.add_argument("--cell-timeout", type=int, default=CELL_TIMEOUT_S, help="seconds a cell may run")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.notebooks if not p.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     out = args.out or settings.project_folder() / DEFAULT_OUT
-    passed = [run(p, out, args.workdir) for p in args.notebooks]
+    passed = [run(p, out, args.workdir, timeout=args.cell_timeout) for p in args.notebooks]
     return 0 if all(passed) else 1
 
 

@@ -20,6 +20,7 @@ what every stop, cancel, delete and liveness check of the upper layers uses.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -34,7 +35,6 @@ from aml_offline.store import LocalStore
 #: Start times are kept in seconds since boot (clock ticks, immune to clock changes); two reads of one process
 #: agree to one tick (10 ms).
 SAME_START_S = 0.05
-_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -86,14 +86,22 @@ def _libc():
 _LIBC = _libc()
 
 
-def _die_with(parent: int):
-    def preexec() -> None:  # runs in the child between fork and exec
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent:  # the parent died before the call: the signal will never come
-                os._exit(1)
+#: Put in front of a command that must die with the thread that started it (Linux): the child sets its own
+#: parent-death signal, checks that its parent is still the one that started it, then becomes the command.  Done
+#: in the child after exec, not in a ``preexec_fn`` (which CPython documents as unsafe in a process with threads:
+#: sweeps and Jupyter kernels have them).
+_DIE_WITH_PARENT = (
+    "import ctypes,os,signal,sys;"
+    "ctypes.CDLL(None).prctl(1,signal.SIGKILL,0,0,0);"  # PR_SET_PDEATHSIG
+    "os.getppid()==int(sys.argv[1]) or os._exit(1);"  # the parent died before the call: the signal never comes
+    "os.execvp(sys.argv[2],sys.argv[2:])"
+)
 
-    return preexec
+
+def _dying_with_parent(command: list[str]) -> list[str]:
+    if _LIBC is None:
+        return command
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *map(str, command)]
 
 
 def become_subreaper() -> bool:
@@ -110,13 +118,15 @@ def start(store: LocalStore, owner: str, role: str, command: list[str], *, die_w
     With ``die_with_parent`` (Linux), the kernel kills it if the thread that started it dies, even by
     SIGKILL: a script never outlives its supervisor.
     """
-    proc = subprocess.Popen(
-        command, start_new_session=True, preexec_fn=_die_with(os.getpid()) if die_with_parent else None, **popen
-    )
+    proc = subprocess.Popen(_dying_with_parent(command) if die_with_parent else command, start_new_session=True,
+                            **popen)  # fmt: skip
     try:
         record(store, owner, role, proc.pid, note=note)
-    except Exception:
-        _kill_tree([psutil.Process(proc.pid)], grace=1)
+    except psutil.NoSuchProcess:
+        return proc  # it has ended already, leaving nothing to stop: its exit status and output say why
+    except BaseException:
+        with contextlib.suppress(psutil.Error):  # what failed is the error to see, not that the process is gone
+            _kill_tree([psutil.Process(proc.pid)], grace=1)
         raise
     return proc
 

@@ -15,12 +15,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from aml_offline.execution import ledger, snapshot
 from aml_offline.store import LocalStore, read_json, write_json
 
 SERVER = Path(__file__).resolve().parent / "runtime" / "azureml_local_serving.py"
+
+
+#: Calls to a local server never go through a proxy: with HTTP_PROXY set and no NO_PROXY, urllib would send
+#: them (and the bearer key) to the proxy, and a deploy's health checks would wait for it in vain
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def loopback_open(request: str | urllib.request.Request, timeout: float):
+    """``urlopen`` for the local servers on 127.0.0.1, past any proxy the environment names."""
+    return _LOOPBACK.open(request, timeout=timeout)
 
 
 class ServingError(RuntimeError):
@@ -62,8 +73,14 @@ def lay_out(store: LocalStore, name: str, source: Path, entry_script: str, model
 
 
 def write_spec(folder: Path, spec: dict, keys: list[str]) -> None:
+    """The server's spec, and its keys (``keys.json``, readable by its owner only).  Whether authentication is on
+    is recorded in the spec (``auth``): a server whose keys then cannot be read refuses requests."""
+    write_keys(folder, keys)
+    write_json(folder / "service.json", {**spec, "auth": bool(keys)})
+
+
+def write_keys(folder: Path, keys: list[str]) -> None:
     write_json(folder / "keys.json", {"keys": keys})
-    write_json(folder / "service.json", spec)
 
 
 def note(store: LocalStore, name: str, lines: list[str]) -> None:

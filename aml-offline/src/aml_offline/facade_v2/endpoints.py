@@ -90,15 +90,8 @@ class OnlineEndpointOperations(Offline):
                 f"Endpoint {name!r} exists with auth_mode {existing['auth_mode']!r}.", ErrorTarget.ONLINE_ENDPOINT
             )
         keys = [secrets.token_urlsafe(24), secrets.token_urlsafe(24)]
-        record = endpoint_records.create_or_update(self._store, name, auth, keys, endpoint.description, endpoint.tags)
+        endpoint_records.create_or_update(self._store, name, auth, keys, endpoint.description, endpoint.tags)
         if endpoint.traffic:
-            unknown = sorted(set(endpoint.traffic) - set(record["deployments"]))
-            if unknown:
-                raise invalid(
-                    f"Endpoint {name!r}: traffic names deployment(s) {', '.join(unknown)}, which it does "
-                    f"not have (it has: {', '.join(record['deployments']) or 'none'}).",
-                    ErrorTarget.ONLINE_ENDPOINT,
-                )
             total = sum(int(p) for p in endpoint.traffic.values())
             if total not in (0, 100):
                 raise invalid(
@@ -111,7 +104,18 @@ class OnlineEndpointOperations(Offline):
                     "traffic split",
                     "one deployment takes all requests locally: the one with the largest share",
                 )
-            endpoint_records.update(self._store, name, traffic={d: int(p) for d, p in endpoint.traffic.items()})
+
+            def set_traffic(record: dict) -> None:
+                unknown = sorted(set(endpoint.traffic) - set(record["deployments"]))
+                if unknown:
+                    raise invalid(
+                        f"Endpoint {name!r}: traffic names deployment(s) {', '.join(unknown)}, which it does "
+                        f"not have (it has: {', '.join(record['deployments']) or 'none'}).",
+                        ErrorTarget.ONLINE_ENDPOINT,
+                    )
+                record["traffic"] = {d: int(p) for d, p in endpoint.traffic.items()}
+
+            endpoint_records.update(self._store, name, set_traffic)
         return done(self.get(name))
 
     def get(self, name: str, *, local: bool = False) -> ManagedOnlineEndpoint:
@@ -139,16 +143,19 @@ class OnlineEndpointOperations(Offline):
 
     def begin_regenerate_keys(self, name: str, *, key_type: str = "primary"):
         """A new primary or secondary key; each deployment's server takes it at once."""
-        record = _endpoint_or_raise(self._store, name)
+        _endpoint_or_raise(self._store, name)
         if key_type not in ("primary", "secondary"):
             raise invalid(f"key_type must be 'primary' or 'secondary', not {key_type!r}.", ErrorTarget.ONLINE_ENDPOINT)
-        keys = list(record["keys"])
-        keys[0 if key_type == "primary" else 1] = secrets.token_urlsafe(24)
-        endpoint_records.update(self._store, name, keys=keys)
-        for deployment in record["deployments"]:
-            folder = self._store.service_dir(endpoint_records.service_name(name, deployment))
-            if folder.is_dir():
-                serving.write_spec(folder, json.loads((folder / "service.json").read_text()), keys)
+
+        def regenerate(record: dict) -> None:
+            record["keys"][0 if key_type == "primary" else 1] = secrets.token_urlsafe(24)
+
+        with self._store.write_lock():  # a deploy writes its server's keys under the same lock: none is left stale
+            record = endpoint_records.update(self._store, name, regenerate)
+            for deployment in record["deployments"]:
+                folder = self._store.service_dir(endpoint_records.service_name(name, deployment))
+                if (folder / "keys.json").is_file():
+                    serving.write_keys(folder, record["keys"])
         return done(None)
 
     def invoke(
@@ -164,6 +171,10 @@ class OnlineEndpointOperations(Offline):
     ) -> str:
         """POST ``request_file``'s JSON to the endpoint (or to ``deployment_name``) with its key; the answer's
         text, as azure-ai-ml returns it.  An answer other than 200 raises ``HttpResponseError`` with it."""
+        # as azure-ai-ml 1.35 does: the payload is request_file's JSON, read first (so no request_file is its
+        # TypeError, and input_data, a batch endpoint's argument, is not sent)
+        with open(request_file, "rb") as f:
+            body = json.dumps(json.loads(f.read())).encode()
         record = _endpoint_or_raise(self._store, endpoint_name)
         deployment = deployment_name or _routed(record)
         if deployment is None:
@@ -176,9 +187,6 @@ class OnlineEndpointOperations(Offline):
             raise not_found(
                 f"deployment of endpoint {endpoint_name!r}:", deployment, self._store, list(record["deployments"])
             )
-        if request_file is None and input_data is None:
-            raise invalid("invoke needs request_file= (a JSON file).", ErrorTarget.ONLINE_ENDPOINT)
-        body = Path(request_file).read_bytes() if request_file is not None else json.dumps(input_data).encode()
         port = _port(self._store, endpoint_name, deployment)
         if port is None:
             raise HttpResponseError(
@@ -197,7 +205,7 @@ class OnlineEndpointOperations(Offline):
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with serving.loopback_open(request, timeout=120) as response:
                 return response.read().decode()
         except urllib.error.HTTPError as exc:
             # azure-ai-ml's own check of the answer, so a non-200 answer raises what it raises on Azure
@@ -224,11 +232,15 @@ def _remove_deployment(store: LocalStore, endpoint: str, deployment: str) -> Non
         serving.stop(store, service, grace=5)
         service_records.delete(store, service)
         serving.remove_folder(store, service)
-    record = endpoint_records.get(store, endpoint)
-    if record is not None:
-        deployments = {d: v for d, v in record["deployments"].items() if d != deployment}
-        traffic = {d: p for d, p in record["traffic"].items() if d != deployment}
-        endpoint_records.update(store, endpoint, deployments=deployments, traffic=traffic)
+
+    def forget(record: dict) -> None:
+        record["deployments"].pop(deployment, None)
+        record["traffic"].pop(deployment, None)
+
+    try:
+        endpoint_records.update(store, endpoint, forget)
+    except endpoint_records.EndpointNotFound:
+        pass
 
 
 class OnlineDeploymentOperations(Offline):
@@ -258,7 +270,7 @@ class OnlineDeploymentOperations(Offline):
         store = self._store
         endpoint, name = deployment.endpoint_name, deployment.name
         label = f"Deployment {name!r} of endpoint {endpoint!r}"
-        record = _endpoint_or_raise(store, endpoint)
+        _endpoint_or_raise(store, endpoint)
         if not name or not ENDPOINT_NAME.match(name):
             raise invalid(
                 f"{label}: the name must be 3 to 32 letters, digits and '-', starting with a letter.",
@@ -304,7 +316,8 @@ class OnlineDeploymentOperations(Offline):
                     "tags": deployment.tags or {},
                     "description": deployment.description,
                 }
-                serving.write_spec(Path(paths["folder"]), spec, endpoint_records.get(store, endpoint)["keys"])
+                with store.write_lock():  # the endpoint's keys as they are now: a regeneration waits for this
+                    serving.write_spec(Path(paths["folder"]), spec, _endpoint_or_raise(store, endpoint)["keys"])
                 serving.note(store, service, [f"Warning: {w}" for w in snapshot.warnings_for(env)])
                 pid = serving.start(store, service, python)
                 service_records.set_state(store, service, "Transitioning", pid=pid)
@@ -316,8 +329,7 @@ class OnlineDeploymentOperations(Offline):
                 service_records.delete(store, service)
                 serving.remove_folder(store, service)
                 raise
-        deployments = dict(endpoint_records.get(store, endpoint)["deployments"])
-        deployments[name] = {
+        entry = {
             "model": f"{model['name']}:{model['version']}",
             "instance_type": deployment.instance_type,
             "instance_count": deployment.instance_count or 1,
@@ -326,7 +338,11 @@ class OnlineDeploymentOperations(Offline):
             "environment": env["name"],
             "created": time.time(),
         }
-        endpoint_records.update(store, endpoint, deployments=deployments, traffic=record.get("traffic") or {})
+        try:
+            endpoint_records.update(store, endpoint, lambda record: record["deployments"].__setitem__(name, entry))
+        except endpoint_records.EndpointNotFound:  # deleted while this deployment started: its server goes too
+            _remove_deployment(store, endpoint, name)
+            raise not_found("online endpoint", endpoint, store, endpoint_records.names(store)) from None
         self._wait(service, label)
         return done(self.get(name, endpoint))
 
@@ -436,7 +452,7 @@ def _python(label: str, env: dict) -> str:
 
 def _healthy(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+        with serving.loopback_open(f"http://127.0.0.1:{port}/", timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False

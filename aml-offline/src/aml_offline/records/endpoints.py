@@ -47,13 +47,14 @@ def create_or_update(store: LocalStore, name: str, auth_mode: str, keys: list[st
         return record
 
 
-def update(store: LocalStore, name: str, **changes) -> dict:
-    """Set fields of the record (``traffic``, ``deployments``, ``keys``) under the write lock."""
+def update(store: LocalStore, name: str, change) -> dict:
+    """Apply ``change(record)`` (it edits the dict in place, or raises to change nothing) to the record as it is
+    under the write lock, and write it: a change computed from an older read never undoes another process's."""
     with store.write_lock():
         record = get(store, name)
         if record is None:
             raise EndpointNotFound(f"No endpoint {name!r} in the local workspace ({store.root}).")
-        record.update(changes)
+        change(record)
         write_json(_path(store, name), record)
         return record
 

@@ -7,6 +7,6 @@ layers above it and no azureml-core types.
 """
 
 from aml_offline.store.folder import LocalStore, StoreError, default_root
-from aml_offline.store.jsonfile import read_json, write_json
+from aml_offline.store.jsonfile import DamagedFile, read_json, write_json
 
-__all__ = ["LocalStore", "StoreError", "default_root", "read_json", "write_json"]
+__all__ = ["DamagedFile", "LocalStore", "StoreError", "default_root", "read_json", "write_json"]

@@ -38,6 +38,7 @@ import tempfile
 from functools import cached_property
 from pathlib import Path
 
+import psutil
 from filelock import FileLock, Timeout
 
 from aml_offline import settings
@@ -91,6 +92,9 @@ class LocalStore:
     def __init__(self, root: Path):
         self.root = root
         try:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(PermissionError):  # its keys, logs and data are its owner's alone
+                os.chmod(root, 0o700)
             for sub in ("artifacts", "runs", "locks"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
             probe = root / "locks" / f".probe-{os.getpid()}"
@@ -123,8 +127,9 @@ class LocalStore:
             self._lock.acquire()
         except Timeout:
             raise StoreError(
-                f"Waited {self._lock.timeout:.0f} s for the write lock {self._lock.lock_file}: another process "
-                "holds it. If none should (a crashed kernel), stop it, or delete the lock file."
+                f"Waited {self._lock.timeout:.0f} s for the write lock {self._lock.lock_file}: "
+                f"{lock_holders(Path(self._lock.lock_file))} holds it. Wait for it, or stop it if it hangs; do not "
+                "delete the lock file (only a living process can hold it, and a second writer would get in)."
             ) from None
         except PermissionError as exc:
             raise StoreError(
@@ -259,7 +264,7 @@ class LocalStore:
             lock.acquire()
         except Timeout:
             raise StoreError(
-                f"Waited {timeout:.0f} s for {path}: another process is changing {kind} {name!r}."
+                f"Waited {timeout:.0f} s for {path}: {lock_holders(path)} is changing {kind} {name!r}."
             ) from None
         try:
             yield
@@ -274,6 +279,25 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"Cannot create the node locks of {name!r} in {folder} ({exc.strerror}).") from None
         return [FileLock(str(folder / f"node-{i}.lock"), timeout=0) for i in range(slots)]
+
+
+def lock_holders(path: Path) -> str:
+    """Who holds a lock file (``flock``, Linux's /proc/locks): "process 123 (python -m ...)", or what is known."""
+    try:
+        inode = os.stat(path).st_ino
+        with open("/proc/locks") as f:
+            pids = {int(parts[4]) for parts in map(str.split, f) if len(parts) > 5 and parts[1] == "FLOCK"
+                    and parts[5].rsplit(":", 1)[-1] == str(inode)}  # fmt: skip
+    except (OSError, ValueError):
+        return "another process"
+    named = []
+    for pid in sorted(pids - {os.getpid()}) or sorted(pids):
+        try:
+            command = " ".join(psutil.Process(pid).cmdline())[:120]
+        except psutil.Error:
+            command = "?"
+        named.append(f"process {pid} ({command})" + (" in this process" if pid == os.getpid() else ""))
+    return ", ".join(named) or "another process"
 
 
 #: Outbox rows applied per hold of the write lock

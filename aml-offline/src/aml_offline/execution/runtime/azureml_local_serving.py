@@ -4,7 +4,9 @@ It runs the scoring script through Azure ML's own inference server
 (``azureml-inference-server-http``: its Flask app, served by gunicorn as the
 ``azmlinfsrv`` command does), so ``init()`` / ``run()`` see exactly what they see
 on Azure.  In front of ``/score`` it checks the service key when authentication
-is on (``Authorization: Bearer <key>``, 401 otherwise), as Azure's front end does.
+is on (``Authorization: Bearer <key>``, 401 otherwise) on every route but the
+liveness probe, as Azure's front end does; whether it is on is recorded in
+``service.json`` (``auth``), so keys that cannot be read refuse requests.
 
 The socket is bound here, on 127.0.0.1 and the requested port (or one the
 system picks), before the server starts, and the port is written to
@@ -38,46 +40,59 @@ def write_json(path: Path, value) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a file
 
 
-SCORE_PATHS = ("/score",)
+#: The one route a caller reaches without a key: the liveness probe (GET / answers "Healthy"), as on Azure
+LIVENESS = "/"
+
+
+def _answer(start_response, status: str, message: str, extra=()) -> list[bytes]:
+    body = json.dumps({"message": message}).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra])
+    return [body]
 
 
 class KeyCheck:
-    """WSGI middleware: ``/score`` needs one of the service's keys (re-read when ``keys.json`` changes)."""
+    """WSGI middleware: with authentication on, every request but the liveness probe needs one of the service's
+    keys (``Authorization: Bearer <key>``, the scheme in any case), whatever spelling its path has (``//score``,
+    ``/%2Fscore``: the inference server routes them to the scoring script).  The keys are re-read when
+    ``keys.json`` changes; keys that cannot be read refuse every request (503) rather than let them through."""
 
-    def __init__(self, app, keys_file: Path):
+    def __init__(self, app, keys_file: Path, required: bool):
         self.app = app
         self.keys_file = keys_file
+        self.required = required
         self._stamp = None
-        self._keys: list[str] = []
+        self._keys: list[str] | None = None
 
-    def keys(self) -> list[str]:
+    def keys(self) -> list[str] | None:
+        """The keys, or None when they cannot be read."""
         try:
             stamp = self.keys_file.stat().st_mtime_ns
-        except FileNotFoundError:
-            return []
-        if stamp != self._stamp:
-            self._keys = [k for k in (read_json(self.keys_file) or {}).get("keys", []) if k]
-            self._stamp = stamp
+            if stamp != self._stamp:
+                value = json.loads(self.keys_file.read_text())
+                keys = [k for k in value.get("keys", []) if isinstance(k, str) and k]
+                self._keys, self._stamp = keys or None, stamp
+        except (OSError, ValueError, AttributeError):
+            self._keys, self._stamp = None, None
         return self._keys
 
     def __call__(self, environ, start_response):
+        if not self.required:
+            return self.app(environ, start_response)
+        if environ.get("PATH_INFO", "") == LIVENESS and environ.get("REQUEST_METHOD", "GET") in ("GET", "HEAD"):
+            return self.app(environ, start_response)
         keys = self.keys()
-        if keys and environ.get("PATH_INFO", "").rstrip("/") in SCORE_PATHS:
-            given = environ.get("HTTP_AUTHORIZATION", "")
-            token = given[7:] if given.startswith("Bearer ") else ""
-            if not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
-                body = json.dumps(
-                    {
-                        "message": "Missing or wrong key: send the header 'Authorization: Bearer <key>' with a key "
-                        "from service.get_keys() (SDK v1) or ml_client.online_endpoints.get_keys(name) (SDK v2)."
-                    }  # fmt: skip
-                ).encode()
-                start_response(
-                    "401 Unauthorized",
-                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                     ("WWW-Authenticate", "Bearer")],
-                )  # fmt: skip
-                return [body]
+        if keys is None:
+            return _answer(start_response, "503 Service Unavailable",
+                           f"The service's keys cannot be read ({self.keys_file}): it refuses every request until "
+                           "they can. Regenerate them (service.regen_key / online_endpoints.begin_regenerate_keys) "
+                           "or redeploy.")  # fmt: skip
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").strip().partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        if not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
+            return _answer(start_response, "401 Unauthorized",
+                           "Missing or wrong key: send the header 'Authorization: Bearer <key>' with a key from "
+                           "service.get_keys() (SDK v1) or ml_client.online_endpoints.get_keys(name) (SDK v2).",
+                           [("WWW-Authenticate", "Bearer")])  # fmt: skip
         return self.app(environ, start_response)
 
 
@@ -135,7 +150,7 @@ def main(argv: list[str]) -> int:
         def load(self):
             from azureml_inference_server_http.server.entry import app  # runs init() in this worker
 
-            return KeyCheck(app, folder / "keys.json")
+            return KeyCheck(app, folder / "keys.json", required=bool(spec.get("auth", True)))
 
     print(f"Serving {spec['entry_script']} with azureml-inference-server-http on 127.0.0.1:{sock.getsockname()[1]}")
     sys.stdout.flush()
