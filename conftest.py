@@ -43,6 +43,8 @@ os.environ.update(
     MNIST_CACHE_DIR=os.path.join(_SESSION, "mnist-cache"),
     MNIST_MIRRORS=f"http://127.0.0.1:{_closed_port()}/mnist/",
     AZUREML_ENV_CACHE=os.path.join(_SESSION, "envs"),  # built job environments (the Chainer one): once a session
+    # the project's job-environment locks wherever a test runs (the tests' own folders are outside the project)
+    AZUREML_ENV_LOCKS=os.path.join(os.path.dirname(os.path.abspath(__file__)), "locks"),
 )
 # Test-sized parameters, through the same variables a workshop would set.
 os.environ.setdefault("AML_EPOCHS", "3")

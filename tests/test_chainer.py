@@ -65,6 +65,7 @@ def test_a_chainer_run_builds_its_environment_once_then_reuses_it(ws, tmp_path, 
 
     first_log, second_log = first._read_log(), second._read_log()
     assert "Building environment 'chainer-mnist-env'" in first_log and "+ chainer==7.8.1" in first_log
+    assert "Installing the lock" in first_log and "chainer-mnist-env.txt" in first_log  # the project's lock, hashed
     assert "Reusing environment 'chainer-mnist-env'" in second_log and "Building environment" not in second_log
     # The logs above are the check; the seconds are printed, not asserted: a build from the lock with a warm uv
     # cache can take under a second, as long as a reuse (a timing in a test would flake).

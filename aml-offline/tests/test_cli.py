@@ -6,6 +6,7 @@ twin records every process it starts (its start time is the identity checked bef
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -87,3 +88,37 @@ def test_status_of_a_folder_with_no_workspace_yet(tmp_path):
     out = cli("--workspace", str(tmp_path / "none"), "status", cwd=tmp_path)
     assert out.returncode == 0 and "No local workspace" in out.stdout
     assert not (tmp_path / "none").exists()  # looking does not create it
+
+
+def test_reset_deletes_what_the_workspace_wrote_and_nothing_else(tmp_path, monkeypatch):
+    """A workspace pointed at a project's own folder ([tool.aml-offline] workspace = ".") keeps the project."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / "src").mkdir()
+    (project / "src" / "train.py").write_text("print('mine')\n")
+    monkeypatch.setenv("AZUREML_LOCAL_ROOT", str(project))
+    LocalStore.get(project)
+    out = cli("reset", "--yes", cwd=project)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert sorted(p.name for p in project.iterdir()) == [".git", "src"]
+    assert (project / "src" / "train.py").read_text() == "print('mine')\n"
+    assert "the folder stays" in out.stdout
+
+
+def test_run_uses_the_workspace_of_the_folder_it_is_run_from(tmp_path):
+    """A notebook in a sub-project (its own pyproject.toml) run from the top uses the top's workspace, the one
+    ``aml-offline status`` and ``reset`` there see."""
+    import nbformat
+
+    top = tmp_path / "top"
+    sub = top / "samples"
+    sub.mkdir(parents=True)
+    (top / "pyproject.toml").write_text("[tool.aml-offline]\nworkspace = 'state'\n")
+    (sub / "pyproject.toml").write_text("[project]\nname = 'samples'\n")
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell("import os\nprint('ROOT=' + os.environ['AZUREML_LOCAL_ROOT'])")]
+    nbformat.write(book, sub / "nb.ipynb")
+    env = {k: v for k, v in os.environ.items() if k not in ("AZUREML_LOCAL_ROOT", "AZUREML_INTERCEPT")}
+    out = cli("run", "samples/nb.ipynb", "--out", str(tmp_path / "out"), cwd=top, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"ROOT={top / 'state'}" in (tmp_path / "out" / "nb.ipynb").read_text()

@@ -70,10 +70,14 @@ def test_the_pytest_plugin_gives_each_notebook_or_the_session_a_workspace_in_pyt
             f" 'datasets': sorted(Dataset.get_all(ws))}}, open('{name}.json', 'w'))",
         )
     (work / "pytest.ini").write_text(f"[pytest]\naml_offline = {scope}\n" if scope == "session" else "[pytest]\n")
-    flag = ["--aml-offline"] if scope == "notebook" else []
+    # the plugin's switch leaves the rest of the session alone: a plain test beside the notebooks sees no boundary
+    (work / "test_plain.py").write_text(
+        "import os\ndef test_untouched():\n    assert 'AZUREML_INTERCEPT' not in os.environ\n"
+    )
+    flag = ["--aml-offline"] if scope == "notebook" else []  # as the README writes it: the flag, then the paths
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", *flag, "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:cov", "-q",
-         "--basetemp", str(tmp_path / "bt"), "a.ipynb", "b.ipynb"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:cov", "-q",
+         "--basetemp", str(tmp_path / "bt"), *flag, "a.ipynb", "test_plain.py", "b.ipynb"],
         cwd=work, env=user_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
 
-from aml_offline.execution import ledger
+from aml_offline.execution import data, ledger
 from aml_offline.records import compute as compute_records
 from aml_offline.records import datasets as dataset_records
 from aml_offline.records import endpoints as endpoint_records
@@ -36,8 +37,28 @@ def _folder(folder: str | Path | None) -> Path:
     return Path(folder).expanduser().resolve() if folder else default_root()
 
 
+#: What the local workspace writes in its folder: reset deletes these and nothing else (mlflow.db's and
+#: workspace.db's SQLite journals included), then the folder only if that leaves it empty
+ENTRIES = ("mlflow.db", "workspace.db", "artifacts", "runs", "services", "registered", "uploads", "endpoints",
+           "datasets", "locks", "empty-code")  # fmt: skip
+_JOURNALS = ("-journal", "-wal", "-shm")
+
+
+def is_workspace(folder: Path) -> bool:
+    """Whether the folder holds a local workspace: its ``workspace.db`` has the twin's tables (read-only check)."""
+    path = folder / MARKER
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return False
+    return {"processes", "run_status", "services"} <= tables
+
+
 def _existing_store(folder: Path) -> LocalStore | None:
-    return LocalStore.get(folder) if (folder / MARKER).is_file() else None
+    return LocalStore.get(folder) if is_workspace(folder) else None
 
 
 def running(folder: str | Path | None = None) -> list[dict]:
@@ -91,15 +112,23 @@ def stop_everything(folder: str | Path | None = None) -> int:
 
 
 def reset(folder: str | Path | None = None) -> int:
-    """Stop everything the workspace runs, then delete its folder; returns how many processes were stopped.
-
-    A folder that is not a local workspace (no ``workspace.db``) is refused with :class:`NotAWorkspace`."""
+    """Stop everything the workspace runs, then delete what it wrote (:data:`ENTRIES`) and its folder when that
+    leaves it empty; returns how many processes were stopped.  Anything else in the folder is kept (a workspace
+    pointed at a project's own folder deletes none of the project).  A folder that is not a local workspace is
+    refused with :class:`NotAWorkspace`."""
     root = _folder(folder)
     if not root.exists():
         return 0
-    if not (root / MARKER).is_file():
-        raise NotAWorkspace(f"{root} is not a local workspace (it has no {MARKER}): nothing was deleted.")
+    if not is_workspace(root):
+        raise NotAWorkspace(f"{root} is not a local workspace (it has no {MARKER} of one): nothing was deleted.")
     stopped = stop_everything(root)
     LocalStore._instances.pop(root, None)
-    shutil.rmtree(root)
+    for name in ENTRIES:
+        for path in [root / name, *(root / f"{name}{suffix}" for suffix in _JOURNALS)]:
+            if path.is_dir() and not path.is_symlink():
+                data.remove_tree(path)  # runs' mounted inputs are read-only folders
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only when empty
     return stopped

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         except admin.NotAWorkspace as exc:
             print(exc, file=sys.stderr)
             return 2
-        print(f"Stopped {stopped} process(es) and deleted {root}.")
+        kept = " (the folder stays: it holds files that are not the workspace's)" if root.exists() else ""
+        print(f"Stopped {stopped} process(es) and deleted the local workspace in {root}{kept}.")
         return 0
     from aml_offline import mlflow_ui
 

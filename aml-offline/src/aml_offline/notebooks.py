@@ -36,8 +36,10 @@ CELL_TIMEOUT_S = 1800
 
 
 def offline_env() -> dict:
-    """The kernel's environment: the boundary switched on, and local mode whatever config.json lies about."""
-    return dict(kernel_env(), AZUREML_MODE="local", PYTHONUNBUFFERED="1")
+    """The kernel's environment: the boundary switched on, local mode whatever config.json lies about, and the
+    workspace settings resolved here (where the command runs), so a kernel started in the notebook's folder uses
+    the same workspace as ``aml-offline status`` and ``reset`` run here."""
+    return dict(kernel_env(), **settings.exported(), AZUREML_MODE="local", PYTHONUNBUFFERED="1")
 
 
 def _first_line(source: str) -> str:

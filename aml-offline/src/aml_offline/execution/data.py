@@ -78,6 +78,26 @@ def materialize(store: LocalStore, spec: dict, say=print) -> Path:
     return folder
 
 
+def make_read_only(folder: Path) -> None:
+    """Take the write bits off a folder's files and folders (a mounted input is read-only on Azure)."""
+    for path in [*folder.rglob("*"), folder]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~0o222)
+
+
+def remove_tree(folder: Path) -> None:
+    """``shutil.rmtree`` that also removes read-only folders (mounted inputs) a run left."""
+
+    def writable_then_again(function, path, _exc):
+        parent = Path(path).parent
+        parent.chmod(parent.stat().st_mode | 0o700)
+        if Path(path).is_dir() and not Path(path).is_symlink():
+            Path(path).chmod(Path(path).stat().st_mode | 0o700)
+        function(path)
+
+    shutil.rmtree(folder, onerror=writable_then_again)
+
+
 def from_data_sources(urls: list[str], say=print) -> Path | None:
     """The folder the first installed data source that knows these URLs gives, or None."""
     for entry in entry_points(group=DATA_SOURCES):

@@ -21,7 +21,7 @@ dropped.  The cache is ``AZUREML_ENV_CACHE``, else ``envs/`` in the package's us
 
 Locked builds: when the project's locks folder (``AZUREML_ENV_LOCKS``, or ``env-locks`` in its
 ``[tool.aml-offline]`` table: :mod:`aml_offline.settings`) holds
-``<environment name>.txt`` made from the same packages (``make lock`` writes it,
+``<environment name>.txt`` made from the same packages (a project's lock command writes it,
 with a ``requirements key`` line), the build installs exactly that file, every
 package hash-checked, instead of resolving.  A lock made from other packages is
 reported as out of date and the build resolves as before.  With a wheelhouse
@@ -198,12 +198,15 @@ def _source(env: dict, recipe: dict, say) -> list[str]:
         say(f"Installing the lock {lock_for(env)}: exact versions, every package hash-checked")
     elif lock_path(env) and lock_path(env).is_file():
         say(f"Warning: {lock_path(env)} was made from other packages than {env['name']!r} now lists: "
-            "resolving them instead (run `make lock` to lock them)")  # fmt: skip
+            "resolving them instead (lock them again: the walkthrough's `make lock`)")  # fmt: skip
     house = wheelhouse()
     if house is None:
         return []
     if not house.is_dir():
-        raise EnvironmentBuildError(f"The wheelhouse {house} (WHEELHOUSE) is not a folder: make wheelhouse fills one")
+        raise EnvironmentBuildError(
+            f"The wheelhouse {house} (WHEELHOUSE) is not a folder: gather one first (the walkthrough's "
+            "`make wheelhouse`)"
+        )
     say(f"Installing from the wheelhouse {house} only (no index, no network)")
     return ["--no-index", "--find-links", str(house)]
 
@@ -225,6 +228,7 @@ def _run(command: list[str], say) -> None:
         if "--no-index" in command:
             hint = (
                 f"\nThe wheelhouse {command[command.index('--find-links') + 1]} lacks a package it needs: "
-                "rebuild it with `make wheelhouse` where the network works, or set WHEELHOUSE= to use the index."
+                "gather it again where the network works (the walkthrough's `make wheelhouse`), or set WHEELHOUSE= "
+                "to use the index."
             )
         raise EnvironmentBuildError(f"Building the environment failed ({tool} exit {proc.returncode}):\n{tail}{hint}")

@@ -48,7 +48,7 @@ def lay_out(store: LocalStore, name: str, source: Path, entry_script: str, model
     app_root = folder / "app"
     try:
         snapshot.check_size(source, skip=[store.root])
-    except snapshot.SnapshotTooLarge as exc:
+    except snapshot.SnapshotError as exc:
         raise ServingError(str(exc)) from None
     snapshot.copy_snapshot(source, app_root, skip=[store.root])
     entry = (app_root / entry_script).resolve()

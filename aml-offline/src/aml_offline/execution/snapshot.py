@@ -24,7 +24,11 @@ MAX_FILES = 2000
 MAX_BYTES = 300 * 1024 * 1024
 
 
-class SnapshotTooLarge(ValueError):
+class SnapshotError(ValueError):
+    """The source folder cannot be taken as a snapshot; the message says why and what to do."""
+
+
+class SnapshotTooLarge(SnapshotError):
     """The source folder is over Azure's snapshot limits; the message says which and what to do."""
 
 
@@ -59,28 +63,51 @@ def ignore_function(source: Path, skip=()):
     return ignore
 
 
-def check_size(source: Path, skip=()) -> tuple[int, int]:
-    """Files and bytes of the snapshot Azure would take; raises :class:`SnapshotTooLarge` past its limits."""
+class SnapshotLoop(SnapshotError):
+    """A link in the source folder points back to a folder it is in: copying it would never end."""
+
+
+def walk_files(source: Path, skip=()):
+    """Each file of a source folder as Azure would take it (``.amlignore``, else ``.gitignore``), links to folders
+    followed as the copy follows them: ``(relative path, real path)``.  A link back to a folder it lies in raises
+    :class:`SnapshotLoop` naming it."""
     ignore = ignore_function(source, skip)
-    files = size = 0
-    for folder, dirs, names in os.walk(source):
+    for folder, dirs, names in os.walk(source, followlinks=True):
         skipped = ignore(folder, dirs + names)
         dirs[:] = [d for d in dirs if d not in skipped]
+        here = Path(folder).resolve()
+        for d in dirs:
+            link = Path(folder, d)
+            if link.is_symlink():
+                target = link.resolve()
+                if target == here or target in here.parents or here.is_relative_to(target):
+                    raise SnapshotLoop(
+                        f"{link} is a link to {target}, a folder it lies in: the snapshot would never end. Remove "
+                        "the link, or list it in an .amlignore file in the source folder."
+                    )
         for name in names:
-            if name in skipped:
-                continue
-            files += 1
-            try:
-                size += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                continue
-            if files > MAX_FILES or size > MAX_BYTES:
-                what = f"more than {MAX_FILES} files" if files > MAX_FILES else f"more than {MAX_BYTES // 2**20} MB"
-                raise SnapshotTooLarge(
-                    f"The source folder {source} holds {what}, over Azure ML's snapshot limit (the local workspace "
-                    "keeps the same limit). Point source_directory at a folder with just the scripts, or list what "
-                    "to leave out in an .amlignore file there (see http://aka.ms/aml-largefiles)."
-                )
+            if name not in skipped:
+                path = Path(folder, name)
+                yield path.relative_to(source).as_posix(), path.resolve()
+
+
+def check_size(source: Path, skip=()) -> tuple[int, int]:
+    """Files and bytes of the snapshot Azure would take (linked folders included, as they are copied); raises
+    :class:`SnapshotTooLarge` past its limits and :class:`SnapshotLoop` for a link back to its own folder."""
+    files = size = 0
+    for _, real in walk_files(source, skip):
+        files += 1
+        try:
+            size += real.stat().st_size
+        except OSError:
+            continue
+        if files > MAX_FILES or size > MAX_BYTES:
+            what = f"more than {MAX_FILES} files" if files > MAX_FILES else f"more than {MAX_BYTES // 2**20} MB"
+            raise SnapshotTooLarge(
+                f"The source folder {source} holds {what}, over Azure ML's snapshot limit (the local workspace "
+                "keeps the same limit). Point source_directory at a folder with just the scripts, or list what "
+                "to leave out in an .amlignore file there (see http://aka.ms/aml-largefiles)."
+            )
     return files, size
 
 

@@ -261,7 +261,7 @@ class Supervisor:
             raise RunFailed(
                 f"Environment {env['name']!r} is user-managed, and this interpreter ({sys.executable}) lacks: "
                 + "; ".join(missing)
-                + ". Install them (pyproject.toml, then `make install`), or let Azure ML manage the environment."
+                + ". Install them into this environment, or let Azure ML manage the environment (user_managed off)."
             )
         if missing:
             self.say(f"Environment {env['name']!r}: this interpreter lacks " + "; ".join(missing))
@@ -280,6 +280,12 @@ class Supervisor:
         if ds["mode"] == "download":
             target = self.wd / "datasets" / ds["input_name"]
             shutil.copytree(folder, target, dirs_exist_ok=True)
+            folder = target
+        else:  # a mount: read-only on Azure. The run gets its own read-only copy, so a job that writes to its
+            # input changes neither the registered data nor the user's folder (root can write to the copy only)
+            target = self.dir / "mounts" / ds["input_name"]
+            shutil.copytree(folder, target)
+            data.make_read_only(target)
             folder = target
         self.say(f"Dataset {ds['name'] or ds['input_name']!r} ({ds['mode']}) at {folder}")
         return str(folder)
@@ -444,7 +450,10 @@ class Supervisor:
                 uri = f"aml://artifactId/ExperimentRun/dcid.{self.spec['run_id']}/{value}"
                 values.append({"name": name, "kind": "image", "value": uri, "time": ts})
             elif kind == "file":
-                target = self.artifacts / name
+                target = (self.artifacts / name).resolve()
+                if not target.is_relative_to(self.artifacts.resolve()):  # the script checks; this is the guard
+                    self.say(f"Refused the file {name!r}: it would land outside the run's folder")
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.dir / "files" / value, target)
             elif kind == "tag":

@@ -8,6 +8,7 @@ many of its runs execute at once (the others wait in Queued).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -20,6 +21,8 @@ from filelock import Timeout
 from aml_offline.facade._base import Offline, warn_ignored
 from aml_offline.records import compute as compute_records
 
+#: Azure ML's rule for a compute target's name
+COMPUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,14}[A-Za-z0-9]")
 #: A few current sizes (name, vCPUs, GPUs, memory GB) so a notebook can look one up offline.
 #: The original walkthrough's STANDARD_NC6 (retired Aug 2023) and Standard_NC6s_v3 (Sep 2025) are gone.
 SUPPORTED_VM_SIZES = [
@@ -137,6 +140,11 @@ class ComputeTarget(Offline):
 
     @staticmethod
     def create(workspace, name, provisioning_configuration):
+        if not isinstance(name, str) or not COMPUTE_NAME.fullmatch(name):  # Azure's rule (the name becomes a folder)
+            raise ComputeTargetException(
+                f"Compute name {name!r} is invalid. It can include letters, digits and dashes. It must start with a "
+                "letter, end with a letter or digit, and be between 2 and 16 characters in length."
+            )
         config = provisioning_configuration
         size = config.vm_size or "Standard_NC4as_T4_v3"
         if size.lower() in RETIRED_VM_SIZES:

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from azureml._model_management._util import model_name_validation
 from azureml.core import Model as AzureModel
 from azureml.core.webservice import Webservice as AzureWebservice
 from azureml.exceptions import ModelNotFoundException, UserErrorException, WebserviceException
@@ -162,6 +163,7 @@ class Model(Offline):
                  model_framework=None, model_framework_version=None, child_paths=None, sample_input_dataset=None,
                  sample_output_dataset=None, resource_configuration=None):  # fmt: skip
         """Register a file or folder from this machine (its files are copied into the workspace)."""
+        model_name_validation(model_name)  # azureml-core's rule and words (a quote would break the registry's look-up)
         unused = {
             "datasets": datasets,
             "child_paths": child_paths,

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+from azureml._base_sdk_common.common import check_valid_resource_name
+from azureml._model_management._util import model_name_validation
 from azureml.core import Experiment as AzureExperiment
 from azureml.core import Run as AzureRun
 from azureml.core import ScriptRunConfig
@@ -61,10 +63,8 @@ class Experiment(Offline):
 
     def __init__(self, workspace, name, _skip_name_validation=False, _id=None, _archived_time=None,
                  _create_in_cloud=True, _experiment_dto=None, **kwargs):  # fmt: skip
-        if not name or not str(name).replace("-", "").replace("_", "").isalnum():
-            raise UserErrorException(
-                f"Experiment name {name!r} is not valid: use letters, digits, '-' and '_' (as on Azure)."
-            )
+        if not _skip_name_validation:  # azureml-core's own check, with its words (the name becomes a folder here)
+            check_valid_resource_name(name, "Experiment")
         self.workspace = workspace
         self.name = name
 
@@ -367,8 +367,8 @@ class Run(Offline):
         return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
     def download_file(self, name, output_file_path=None, _validate_checksum=False):
-        source = self._artifacts / name
-        if not source.is_file():
+        source = (self._artifacts / name).resolve()
+        if not source.is_relative_to(self._artifacts.resolve()) or not source.is_file():
             raise UserErrorException(
                 f"Run {self.id} has no file {name!r}. Its files: {', '.join(self.get_file_names()) or 'none'}."
             )
@@ -398,6 +398,7 @@ class Run(Offline):
                        model_framework_version=None, description=None, datasets=None, sample_input_dataset=None,
                        sample_output_dataset=None, resource_configuration=None, **kwargs):  # fmt: skip
         """Register one of the run's files or folders (``outputs/...``) as the next version of ``model_name``."""
+        model_name_validation(model_name)  # azureml-core's rule and words (a quote would break the registry's look-up)
         for arg in ("datasets", "sample_input_dataset", "sample_output_dataset", "resource_configuration"):
             if locals()[arg] is not None:
                 warn_ignored("Run.register_model", arg)
@@ -524,7 +525,7 @@ def script_run_spec(experiment: Experiment, config: ScriptRunConfig) -> dict:
         raise UserErrorException(f"Script {config.script!r} not found in source_directory {source}.")
     try:  # as Azure does at submit time; the workspace's own folder is never part of a snapshot
         snapshot.check_size(source, skip=[experiment._store.root])
-    except snapshot.SnapshotTooLarge as exc:
+    except snapshot.SnapshotError as exc:
         raise SnapshotException(str(exc)) from None
     rc = config.run_config
     target = _target_name(experiment.workspace, rc.target)

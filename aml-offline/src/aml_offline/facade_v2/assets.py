@@ -10,8 +10,11 @@ names a job's files, as on Azure.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import threading
+import uuid
 from pathlib import Path
 
 from azure.ai.ml.constants import AssetTypes
@@ -20,6 +23,7 @@ from azure.ai.ml.exceptions import ErrorTarget
 from azure.ai.ml.operations import DataOperations as AzureDataOperations
 from azure.ai.ml.operations import ModelOperations as AzureModelOperations
 
+from aml_offline.execution import snapshot
 from aml_offline.facade_v2._common import invalid, not_found
 from aml_offline.offline import Offline, not_available, warn_ignored
 from aml_offline.records import datasets as dataset_records
@@ -29,6 +33,21 @@ from aml_offline.records.status import current_status
 
 JOB_PATH = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)/paths/(?P<path>.+?)/?$")
 RUN_PATH = re.compile(r"^runs:/(?P<job>[^/]+)/(?P<path>.+?)/?$")
+
+
+def _content_hash(source: Path) -> str:
+    """SHA-256 of a file, or of a folder's files (names and bytes), links followed as a copy follows them."""
+    digest = hashlib.sha256()
+    try:
+        files = sorted(snapshot.walk_files(source)) if source.is_dir() else [(source.name, source.resolve())]
+    except snapshot.SnapshotError as exc:
+        raise invalid(str(exc), ErrorTarget.DATA) from None
+    for relative, real in files:
+        digest.update(relative.encode() + b"\0")
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 class DataOperations(Offline):
@@ -88,22 +107,37 @@ class DataOperations(Offline):
         return _data(record)
 
     def _upload(self, name: str, source: Path) -> Path:
-        """A copy in the workspace named by its content, as Azure uploads a local path once per content."""
-        digest = hashlib.sha256()
-        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
-        for file in files:
-            digest.update(str(file.relative_to(source if source.is_dir() else source.parent)).encode())
-            digest.update(file.read_bytes())
-        target = self._store.root / "uploads" / digest.hexdigest()[:16] / source.name
+        """A copy in the workspace named by its content, as Azure uploads a local path once per content.
+
+        The content is what the copy takes: linked folders and files followed, so a link pointed elsewhere is a
+        new upload.  Each copier writes its own temporary copy, checks it against the content it hashed, and only
+        then renames it into place: a torn or changed copy never becomes the upload."""
+        digest = _content_hash(source)
+        target = self._store.root / "uploads" / digest[:16] / source.name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{source.name}.partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            if source.is_dir():
-                shutil.copytree(source, partial)
-            else:
-                shutil.copyfile(source, partial)
-            partial.rename(target)
+            partial = target.with_name(f".{source.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}")
+            try:
+                if source.is_dir():
+                    snapshot.copy_snapshot(source, partial)  # .amlignore (else .gitignore), as Azure uploads
+                else:
+                    shutil.copyfile(source, partial)
+                if _content_hash(partial) != digest:
+                    raise invalid(
+                        f"Data asset {name!r}: {source} changed while it was being copied; nothing was registered. "
+                        "Try again once it is no longer being written.",
+                        ErrorTarget.DATA,
+                    )
+                try:
+                    partial.rename(target)
+                except OSError:
+                    if not target.exists():  # another copier finished first otherwise: its copy is the same
+                        raise
+            finally:
+                if partial.is_dir():
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    partial.unlink(missing_ok=True)
         return target
 
     def get(self, name: str, version=None, label=None) -> Data:

@@ -144,7 +144,7 @@ class JobOperations(Offline):
         source = self._code_folder(code, label)
         try:  # as Azure does when it uploads the code
             snapshot.check_size(source, skip=[self._store.root])
-        except snapshot.SnapshotTooLarge as exc:
+        except snapshot.SnapshotError as exc:
             raise invalid(f"Job {label}: {exc}") from None
         job_inputs, datasets = {}, []
         for name, value in (inputs or {}).items():

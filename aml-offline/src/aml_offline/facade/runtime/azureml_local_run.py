@@ -25,6 +25,16 @@ except ImportError:  # Windows: appends of one short line are atomic enough ther
 COVERAGE = "the coverage table (aml-offline/docs/coverage.md)"
 
 
+def _check_artifact_name(name) -> None:
+    """A run's file name is a relative path inside the run: no '..', not absolute (it would land elsewhere)."""
+    parts = str(name).replace("\\", "/").split("/")
+    if not str(name) or str(name).startswith("/") or ".." in parts or ":" in parts[0]:
+        raise ValueError(
+            f"upload_file name {name!r}: use a relative path inside the run, such as 'outputs/model.pkl' "
+            "(no '..', not absolute)."
+        )
+
+
 def _not_available(name, why=""):
     return NotImplementedError(
         f"Run.{name} is not available in a local run (offline){': ' + why if why else ''}. "
@@ -149,6 +159,7 @@ class LocalScriptRun:
             self._emit("property", key, str(value))
 
     def upload_file(self, name, path_or_stream, datastore_name=None):
+        _check_artifact_name(name)
         self._files.mkdir(parents=True, exist_ok=True)
         staged = self._files / f"upload-{uuid.uuid4().hex}"
         if hasattr(path_or_stream, "read"):
