@@ -16,6 +16,7 @@ import textwrap
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from azureml.core import Environment
@@ -256,3 +257,159 @@ def test_a_web_file_with_a_query_string_is_kept_under_its_name(ws, tmp_path):
         server.shutdown()
     assert (folder / "table.csv").read_text() == "a,b\n1,2\n"
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == ["table.csv"]
+
+
+# --- 4: paths that come from a user ---------------------------------------------------------------------------
+
+
+def _submit(ws, src, script="train.py", arguments=()):
+    from azureml.core import ScriptRunConfig
+
+    from aml_offline import Experiment
+
+    env = Environment("plain")
+    env.python.user_managed_dependencies = True
+    config = ScriptRunConfig(source_directory=str(src), script=script, arguments=list(arguments), environment=env)
+    return Experiment(ws, "hardening").submit(config)
+
+
+def test_a_run_cannot_upload_or_download_outside_its_folder(ws, tmp_path):
+    src = script_dir(
+        tmp_path,
+        """
+        from azureml.core import Run
+        run = Run.get_context()
+        open("x.txt", "w").write("x")
+        for name in ("../escaped.txt", "/tmp/escaped.txt", "outputs/../../escaped.txt"):
+            try:
+                run.upload_file(name, "x.txt")
+                print("ACCEPTED", name)
+            except ValueError as exc:
+                print("REFUSED", name, exc)
+        run.upload_file("outputs/fine.txt", "x.txt")
+        """,
+    )
+    run = _submit(ws, src)
+    run.wait_for_completion()
+    log = run._read_log()
+    assert run.get_status() == "Completed" and "ACCEPTED" not in log and log.count("REFUSED") == 3
+    assert "outputs/fine.txt" in run.get_file_names()
+    assert not list(ws._store.root.rglob("escaped.txt"))
+    with pytest.raises(Exception, match="has no file"):
+        run.download_file("../../workspace.db", str(tmp_path / "stolen"))
+
+
+def test_a_link_back_to_its_own_folder_is_refused_and_linked_files_count(ws, tmp_path):
+    from aml_offline.execution import snapshot
+
+    src = script_dir(tmp_path, "print('hi')\n")
+    (src / "loop").symlink_to(src, target_is_directory=True)
+    with pytest.raises(Exception, match="a folder it lies in"):
+        _submit(ws, src)
+    (src / "loop").unlink()
+    big = tmp_path / "elsewhere"
+    big.mkdir()
+    (big / "blob.bin").write_bytes(b"\0" * 1024)
+    (src / "data").symlink_to(big, target_is_directory=True)
+    files, size = snapshot.check_size(src)
+    assert files == 2 and size >= 1024  # the linked folder's file is counted, as it is copied
+
+
+def test_a_re_pointed_link_is_a_new_upload(ws, tmp_path):
+    from azure.ai.ml.entities import Data
+
+    from aml_offline import MLClient
+
+    client = MLClient.from_config(credential=None)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder, text in ((one, "1"), (two, "2")):
+        folder.mkdir()
+        (folder / "value.txt").write_text(text)
+    asset = tmp_path / "asset"
+    asset.mkdir()
+    (asset / "data").symlink_to(one, target_is_directory=True)
+    first = client.data.create_or_update(Data(name="linked", path=str(asset), type="uri_folder"))
+    (asset / "data").unlink()
+    (asset / "data").symlink_to(two, target_is_directory=True)
+    second = client.data.create_or_update(Data(name="linked", path=str(asset), type="uri_folder"))
+    assert first.path != second.path
+    assert (Path(second.path) / "data" / "value.txt").read_text() == "2"
+
+
+# --- 5: inputs are not the job's to change --------------------------------------------------------------------
+
+
+def test_a_job_that_writes_to_its_mounted_input_changes_neither_the_data_nor_the_users_folder(ws, tmp_path):
+    from aml_offline import Dataset
+
+    data_dir = tmp_path / "mydata"
+    data_dir.mkdir()
+    (data_dir / "table.csv").write_text("original")
+    dataset = Dataset.File.from_files(str(data_dir)).register(ws, "mine")
+    src = script_dir(
+        tmp_path,
+        """
+        import os, sys
+        path = os.path.join(sys.argv[1], "table.csv")
+        try:
+            open(path, "w").write("changed by the job")
+            print("WROTE", path)
+        except OSError as exc:
+            print("READ-ONLY", exc)
+        """,
+    )
+    run = _submit(ws, src, arguments=[dataset.as_named_input("mine").as_mount()])
+    run.wait_for_completion()
+    assert run.get_status() == "Completed", run._read_log()
+    assert (data_dir / "table.csv").read_text() == "original"
+    if os.geteuid() != 0:  # root may write to anything: there the job changed only its own copy
+        assert "READ-ONLY" in run._read_log()
+
+
+# --- 7: two processes uploading the same content ----------------------------------------------------------------
+
+
+def test_concurrent_uploads_of_the_same_content_give_one_whole_copy(ws, tmp_path):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"part-{i}.bin").write_bytes(os.urandom(256 * 1024))
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = {sys.path!r}
+        from azure.ai.ml.entities import Data
+        from aml_offline import MLClient
+        client = MLClient.from_config(credential=None)
+        print(client.data.create_or_update(Data(name=sys.argv[1], path={str(folder)!r}, type="uri_folder")).path)
+    """)
+    env = dict(os.environ, AZUREML_LOCAL_ROOT=str(ws._store.root))
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"up{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for i in range(3)]  # fmt: skip
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+    paths = {o[0].strip().splitlines()[-1] for o in outs}
+    assert len(paths) == 1
+    copy = Path(paths.pop())
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in folder.iterdir())
+    assert all((copy / p.name).read_bytes() == p.read_bytes() for p in folder.iterdir())
+    assert not [p for p in copy.parent.iterdir() if p.name.startswith(".")]  # no temporary copy left
+
+
+# --- 17: names Azure refuses ----------------------------------------------------------------------------------
+
+
+def test_names_azure_refuses_are_refused_with_azures_words(ws, tmp_path):
+    from azureml.core.compute import AmlCompute as AzureAmlCompute
+    from azureml.exceptions import ComputeTargetException, UserErrorException, WebserviceException
+
+    from aml_offline import ComputeTarget, Experiment
+
+    (tmp_path / "m.txt").write_text("m")
+    with pytest.raises(WebserviceException, match="provided model name is invalid"):
+        Model.register(ws, str(tmp_path / "m.txt"), "it's")
+    with pytest.raises(UserErrorException, match="Experiment name must be between"):
+        Experiment(ws, "../escape")
+    config = AzureAmlCompute.provisioning_configuration(vm_size="Standard_DS3_v2", max_nodes=1)
+    with pytest.raises(ComputeTargetException, match="Compute name '../x' is invalid"):
+        ComputeTarget.create(ws, "../x", config)
+    assert not (ws._store.root.parent / "x").exists()
