@@ -291,6 +291,26 @@ def test_a_v1_notebook_does_not_import_azure_ai_ml_and_a_v2_one_gets_the_twin_on
     assert done.stdout.strip().splitlines()[-1] == "aml_offline.facade_v2.client"
 
 
+def test_a_command_is_run_by_bash_as_on_azure(ml, tmp_path):
+    """``&&``, redirection and arithmetic are the shell's; a step that fails fails the job."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b"):
+        (src / f"{name}.py").write_text(f"import os\nos.makedirs('outputs', exist_ok=True)\n"
+                                        f"open('outputs/{name}.txt', 'w').write('{name}')\n")  # fmt: skip
+    both = command(code=str(src), command='python a.py && python b.py && echo "$((6 * 7))" > outputs/answer.txt',
+                   environment=ENV, compute="cpu", experiment_name="v2-bash")  # fmt: skip
+    done = ml.jobs.create_or_update(both)
+    assert _wait(ml, done.name) == "Completed"
+    ml.jobs.download(done.name, download_path=str(tmp_path / "dl"))
+    outputs = tmp_path / "dl" / "artifacts" / "outputs"
+    assert (outputs / "a.txt").is_file() and (outputs / "b.txt").is_file()
+    assert (outputs / "answer.txt").read_text().strip() == "42"
+    broken = command(code=str(src), command="python a.py && false && python b.py", environment=ENV, compute="cpu",
+                     experiment_name="v2-bash")  # fmt: skip
+    assert _wait(ml, ml.jobs.create_or_update(broken).name) == "Failed"
+
+
 # --- sweeps ---------------------------------------------------------------------------------------------------
 
 
@@ -319,6 +339,10 @@ def test_a_sweep_job_bandit_stops_a_clearly_worse_trial_and_finds_the_best(ml, t
     mlflow.set_tracking_uri(ml.workspaces.get().mlflow_tracking_uri)
     best_run = mlflow.get_run(best)  # a trial is named after its MLflow run id too, as on Azure
     assert best_run.data.metrics["Accuracy"] > 0.9
+    # azure-ai-ml downloads a sweep as the best trial's files, and the sweep's own logs beside them
+    ml.jobs.download(submitted.name, download_path=str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / "artifacts" / "outputs" / "model" / "weights.txt").read_text() == "0.9"
+    assert (tmp_path / "dl" / "hd-artifacts").is_dir()
 
 
 # --- models and online endpoints ----------------------------------------------------------------------------
@@ -360,12 +384,12 @@ def test_register_deploy_invoke_with_key_and_delete(ml, tmp_path):
         instance_type="Standard_DS3_v2", instance_count=1,
     )  # fmt: skip
     assert ml.online_deployments.begin_create_or_update(deployment).result().provisioning_state == "Succeeded"
-    with pytest.raises(HttpResponseError, match="no deployment taking traffic"):
-        ml.online_endpoints.invoke("mnist-ep", request_file=str(tmp_path / "none.json"))
-    endpoint.traffic = {"blue": 100}
-    ml.online_endpoints.begin_create_or_update(endpoint).result()
     request = tmp_path / "request.json"
     request.write_text(json.dumps({"data": [[0.0] * 784, [1.0] * 784]}))
+    with pytest.raises(HttpResponseError, match="no deployment taking traffic"):
+        ml.online_endpoints.invoke("mnist-ep", request_file=str(request))
+    endpoint.traffic = {"blue": 100}
+    ml.online_endpoints.begin_create_or_update(endpoint).result()
     answer = json.loads(ml.online_endpoints.invoke(endpoint_name="mnist-ep", request_file=str(request)))
     assert len(answer["predictions"]) == 2 and all(0 <= p <= 9 for p in answer["predictions"])
     uri = ml.online_endpoints.get("mnist-ep").scoring_uri

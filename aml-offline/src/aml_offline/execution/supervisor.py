@@ -242,16 +242,20 @@ class Supervisor:
             return shlex.quote(values[key])
 
         text = COMMAND_REFERENCE.sub(substitute, self.spec["command"])
-        try:
-            args = shlex.split(text)
-        except ValueError as exc:
-            raise RunFailed(f"Job {self.spec['run_id']}: its command cannot be read ({exc}): {text}") from None
-        if not args:
+        if not text.strip():
             raise RunFailed(f"Job {self.spec['run_id']}: its command is empty.")
-        if args[0] in ("python", "python3"):  # the environment's Python: this one, or one built for the job
-            args[0] = self.python
+        bash = shutil.which("bash")
+        if bash is None:
+            raise RunFailed("Azure ML runs a command job's command with bash, which this machine lacks: install it.")
+        # `python` (and `python3`) in the command is the environment's: this interpreter, or one built for the job
+        shims = self.dir / "bin"
+        shims.mkdir(exist_ok=True)
+        for name in ("python", "python3"):  # a script, not a link: a virtual environment is found from the path run
+            (shims / name).write_text(f'#!/bin/sh\nexec {shlex.quote(self.python)} "$@"\n')
+            (shims / name).chmod(0o755)
+        env_vars["PATH"] = os.pathsep.join([str(shims), os.environ.get("PATH", "")])
         env_vars["AZUREML_LOCAL_INPUTS"] = json.dumps(inputs)
-        return args, env_vars
+        return [bash, "-c", text], env_vars
 
     def check_environment(self, env: dict) -> None:
         for warning in snapshot.warnings_for(env):
@@ -314,9 +318,9 @@ class Supervisor:
         env = self.script_environment(extra_env)
         for folder in ("outputs", "logs"):  # Azure creates them before the script starts
             (self.wd / folder).mkdir(exist_ok=True)
-        if self.spec.get("command") is not None:  # an SDK v2 command: args is the whole command line
+        if self.spec.get("command") is not None:  # an SDK v2 command, run with bash as Azure runs it
             command = args
-            self.say(f"Running: {shlex.join(command)}")
+            self.say(f"Running (bash): {args[-1]}")
         else:
             command = [self.python, self.spec["script"], *args]
             self.say(f"Running: {' '.join(command[1:])}")

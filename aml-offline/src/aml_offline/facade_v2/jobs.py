@@ -451,8 +451,17 @@ class JobOperations(Offline):
             raise invalid(f"Job {name} has not ended ({current_status(self._store, spec)}): wait for it first.")
         source = Path(spec["artifact_dir"])
         target = Path(download_path)
+        artifacts = "artifacts"
+        if spec.get("type") == "hyperdrive":  # as azure-ai-ml: the best trial's, then the sweep's logs
+            tags = run_records.mlflow_tags(self._store, spec)
+            best = run_records.properties_of(tags).get("best_child_run_id")
+            if best:
+                self.download(best, download_path=download_path, output_name=output_name, all=all)
+            if output_name:
+                return
+            artifacts, output_name, all = "hd-artifacts", None, False
         if output_name in (None, "default") or all:
-            shutil.copytree(source, target / "artifacts", dirs_exist_ok=True)
+            shutil.copytree(source, target / artifacts, dirs_exist_ok=True)
         for out in spec.get("outputs", []) if (all or output_name) else []:
             if all or out == output_name:
                 folder = source / "outputs" / out
