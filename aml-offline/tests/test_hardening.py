@@ -413,3 +413,24 @@ def test_names_azure_refuses_are_refused_with_azures_words(ws, tmp_path):
     with pytest.raises(ComputeTargetException, match="Compute name '../x' is invalid"):
         ComputeTarget.create(ws, "../x", config)
     assert not (ws._store.root.parent / "x").exists()
+
+
+# --- 10: every run ends with its real reason --------------------------------------------------------------------
+
+
+def test_a_failing_script_that_leaves_a_dangling_link_in_outputs_ends_failed_with_its_own_error(ws, tmp_path):
+    src = script_dir(
+        tmp_path,
+        """
+        import os, sys
+        os.makedirs("outputs", exist_ok=True)
+        os.symlink("/no/such/file", "outputs/dangling")
+        open("outputs/kept.txt", "w").write("kept")
+        sys.exit("the script's own reason")
+        """,
+    )
+    run = _submit(ws, src)
+    run.wait_for_completion(raise_on_error=False)
+    assert run.get_status() == "Failed"
+    assert "the script's own reason" in run.get_details()["error"]["error"]["message"]
+    assert "outputs/kept.txt" in run.get_file_names()

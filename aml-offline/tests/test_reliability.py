@@ -122,6 +122,25 @@ def test_killing_the_supervisor_kills_the_script_and_a_status_read_reaps_the_res
     )
 
 
+def test_what_the_script_started_in_a_session_of_its_own_goes_with_the_run_even_if_never_recorded(ws, tmp_path):
+    """The supervisor is killed before its once-a-second scan put the children in the ledger (made certain here
+    by taking their rows away): the one in a session of its own, re-parented to init, is found by the owner its
+    environment carries and stopped by the status read that reaps the run."""
+    src = script_dir(tmp_path, LEAVE_CHILDREN.replace("{tail}", "time.sleep(300)"))
+    run = submit(ws, src)
+    script, plain, escaped = started_pids(run)
+    owner = ledger.run_owner(run.id)
+    os.kill(ledger.entries(ws._store, owner, ("supervisor",))[0]["pid"], signal.SIGKILL)
+    killed = time.time()
+    seconds_until_gone([script], timeout=10)
+    with ws._store.write_lock(), ws._store.db() as db:
+        db.execute("DELETE FROM processes WHERE owner = ? AND role = 'descendant'", (owner,))
+    assert run.get_status() == "Failed"
+    OUTLIVED["an unrecorded child in its own session, to the status read that reaps the run"] = (
+        seconds_until_gone([plain, escaped], timeout=10) + time.time() - killed
+    )
+
+
 def test_killing_the_script_fails_the_run_and_stops_its_children(ws, tmp_path):
     src = script_dir(tmp_path, LEAVE_CHILDREN.replace("{tail}", "time.sleep(300)"))
     run = submit(ws, src)

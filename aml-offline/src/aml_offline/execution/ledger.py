@@ -63,6 +63,10 @@ def start_stamp(pid: int) -> float:
         return psutil.Process(pid).create_time()
 
 
+#: The environment variable every process started through the ledger carries, naming its owner (run:<id> ...)
+OWNER_VARIABLE = "AZUREML_LOCAL_OWNER"
+
+
 def run_owner(run_id: str) -> str:
     return f"run:{run_id}"
 
@@ -118,8 +122,9 @@ def start(store: LocalStore, owner: str, role: str, command: list[str], *, die_w
     With ``die_with_parent`` (Linux), the kernel kills it if the thread that started it dies, even by
     SIGKILL: a script never outlives its supervisor.
     """
+    env = dict(popen.pop("env", None) or os.environ, **{OWNER_VARIABLE: owner})  # inherited by all it starts
     proc = subprocess.Popen(_dying_with_parent(command) if die_with_parent else command, start_new_session=True,
-                            **popen)  # fmt: skip
+                            env=env, **popen)  # fmt: skip
     try:
         record(store, owner, role, proc.pid, note=note)
     except psutil.NoSuchProcess:
@@ -270,13 +275,34 @@ def stop(store: LocalStore, owner: str, roles: tuple[str, ...] | None = None, gr
     gone, or is no longer the process recorded, is left alone.
     """
     targets: dict[int, psutil.Process] = {}
-    for entry in entries(store, owner, roles):
+    found = entries(store, owner, roles)
+    for entry in found:
         for proc in family(entry):
+            targets.setdefault(proc.pid, proc)
+    if roles is None and found:  # all of it: also what left every session and parent it had (setsid, a daemon)
+        for proc in marked(owner, since=min(e["create_time"] for e in found)):
             targets.setdefault(proc.pid, proc)
     if targets:
         _kill_tree(list(targets.values()), grace)
     mark_ended(store, owner, roles)
     return len(targets)
+
+
+def marked(owner: str, since: float) -> list[psutil.Process]:
+    """This user's processes started since ``since`` whose environment names ``owner``: everything a process
+    started through :func:`start` started in turn, however it left (a new session, re-parented to init), unless it
+    cleared its environment.  The process's own start time is checked, as everywhere in the ledger."""
+    found = []
+    me, uid = os.getpid(), os.getuid()
+    for proc in psutil.process_iter(["uids", "create_time"]):
+        try:
+            if proc.pid == me or proc.info["uids"].real != uid or proc.info["create_time"] < since - SAME_START_S:
+                continue
+            if proc.environ().get(OWNER_VARIABLE) == owner:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def descendants_of_self() -> list[psutil.Process]:

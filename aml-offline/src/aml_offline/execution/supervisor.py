@@ -92,7 +92,10 @@ class Supervisor:
     # --- helpers ---------------------------------------------------------------------------
     def say(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.log.write(f"[{stamp}] {text}\n".encode())
+        try:
+            self.log.write(f"[{stamp}] {text}\n".encode())
+        except OSError:  # a full disk, say: the run's status still records how it ended
+            pass
 
     def status(self, status: str, **kwargs) -> None:
         self.say(f"Status: {status}")
@@ -109,6 +112,9 @@ class Supervisor:
 
     # --- the states ------------------------------------------------------------------------
     def run(self) -> int:
+        """Take the run through its states to a final one.  Whatever fails on the way, in the script or in this
+        supervisor's own clean-up (a full disk, a dangling link in ./outputs), the run ends with its real reason:
+        never left Running, to be reaped later as "supervisor stopped unexpectedly"."""
         slots = []
         try:
             self.status("Queued")
@@ -127,28 +133,48 @@ class Supervisor:
             self.status("Completed")
             return 0
         except RunCanceled as exc:
-            self.kill()
-            self.finalize()
-            reason = str(exc)
+            problems = self.clean_up()
+            reason = str(exc) + "".join(f"; {p}" for p in problems)
             self.say(f"Canceled: {reason}")
-            self.status("Canceled", reason=reason)
-            return 0
+            return self.end("Canceled", reason=reason)
         except RunFailed as exc:
-            self.kill()
-            self.finalize()
-            self.say(f"Error: {exc}")
-            self.status("Failed", error=str(exc))
-            return 1
+            error = str(exc) + "".join(f"\n{p}" for p in self.clean_up())
+            self.say(f"Error: {error}")
+            return self.end("Failed", error=error)
         except Exception as exc:  # noqa: BLE001  (the run must end Failed, never hang)
-            self.kill()
             self.say(traceback.format_exc())
-            self.status("Failed", error=f"The local run supervisor failed: {exc!r}")
-            return 1
+            error = f"The local run supervisor failed: {exc!r}" + "".join(f"\n{p}" for p in self.clean_up(False))
+            return self.end("Failed", error=error)
         finally:
             for slot in slots:
                 slot.release()
-            ledger.mark_ended(self.store, self.owner)
-            self.log.close()
+            try:
+                ledger.mark_ended(self.store, self.owner)
+            finally:
+                self.log.close()
+
+    def clean_up(self, finalize: bool = True) -> list[str]:
+        """End the script and keep what it wrote; what fails here is said, and returned, never raised."""
+        problems = []
+        for what, step in (("stopping the script", self.kill), ("keeping its outputs", self.finalize)):
+            if step is self.finalize and not finalize:
+                continue
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"While {what}, the local workspace failed: {exc!r}")
+                self.say(problems[-1])
+        return problems
+
+    def end(self, status: str, **why) -> int:
+        """Set the final status; if even that fails (the workspace's disk is full), try once more, shorter."""
+        try:
+            self.status(status, **why)
+        except Exception as exc:  # noqa: BLE001
+            self.say(f"Could not record the run's end ({exc!r}); trying again with a short message")
+            short = {k: str(v)[:500] for k, v in why.items()}
+            run_status.set_status(self.store, self.spec, status, **short)
+        return 0 if status == "Canceled" else 1
 
     def acquire_nodes(self, count: int) -> list:
         """One lock per node the run needs, taken all at once (a run never holds some while waiting)."""
@@ -408,8 +434,8 @@ class Supervisor:
         self.ingest_events()
         for folder in ("outputs", "logs"):
             src = self.wd / folder
-            if src.is_dir():
-                shutil.copytree(src, self.artifacts / folder, dirs_exist_ok=True)
+            if src.is_dir():  # a link to nothing is left out, as an upload of the folder would leave it
+                shutil.copytree(src, self.artifacts / folder, dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
     def error_lines(self, code: int) -> str:
         """The script's own error (from the failed worker's log): its last traceback, else its last lines."""
