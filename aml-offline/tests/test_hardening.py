@@ -9,15 +9,18 @@ import json
 import os
 import resource
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from azureml.core import Environment
 from azureml.core.model import InferenceConfig
@@ -434,3 +437,61 @@ def test_a_failing_script_that_leaves_a_dangling_link_in_outputs_ends_failed_wit
     assert run.get_status() == "Failed"
     assert "the script's own reason" in run.get_details()["error"]["error"]["message"]
     assert "outputs/kept.txt" in run.get_file_names()
+
+
+# --- 9: environment builds are stopped with their run ------------------------------------------------------------
+
+
+@pytest.fixture()
+def silent_index(monkeypatch, tmp_path):
+    """A package index that takes connections and never answers: a build from it hangs until stopped."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/simple"
+    for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX"):
+        monkeypatch.setenv(name, url)
+    for name in ("UV_OFFLINE", "UV_NO_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("UV_HTTP_TIMEOUT", "300")
+    monkeypatch.setenv("WHEELHOUSE", "")
+    monkeypatch.setenv("AZUREML_ENV_CACHE", str(tmp_path / "envs"))
+    yield url
+    sock.close()
+
+
+def _needs_a_build(ws, tmp_path, name: str):
+    from azureml.core import ScriptRunConfig
+    from azureml.core.conda_dependencies import CondaDependencies
+
+    from aml_offline import Experiment
+
+    src = script_dir(tmp_path, "print('never')\n")
+    env = Environment(name)
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["no-such-package-for-aml-offline"])
+    return Experiment(ws, "builds").submit(ScriptRunConfig(source_directory=str(src), script="train.py",
+                                                           environment=env))  # fmt: skip
+
+
+def _builders(ws, run) -> list[dict]:
+    return ledger.entries(ws._store, ledger.run_owner(run.id), ("build",), open_only=False)
+
+
+def test_canceling_a_run_while_its_environment_builds_stops_the_build(ws, tmp_path, silent_index):
+    run = _needs_a_build(ws, tmp_path, "hangs-then-canceled")
+    end = time.time() + 60
+    while not _builders(ws, run) and time.time() < end:
+        time.sleep(0.2)
+    builder = _builders(ws, run)[0]
+    assert run.get_status() == "Preparing"
+    run.cancel()
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Canceled"
+    assert not psutil.pid_exists(builder["pid"]) or psutil.Process(builder["pid"]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_build_past_its_time_limit_fails_the_run_saying_so(ws, tmp_path, silent_index, monkeypatch):
+    monkeypatch.setenv("AZUREML_ENV_BUILD_TIMEOUT", "3")
+    run = _needs_a_build(ws, tmp_path, "hangs-too-long")
+    assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
+    assert "took longer than its limit" in run.get_details()["error"]["error"]["message"]
+    assert all(ledger.verified(b) is None for b in _builders(ws, run))

@@ -37,12 +37,15 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 from filelock import FileLock
 
 from aml_offline import settings
+from aml_offline.execution import ledger
 
 #: What stands in locally for Azure ML's runtime metapackage inside a built environment.
 ENV_STAND_INS = {"azureml-defaults": "azureml-core", "azureml-mlflow": "mlflow"}
@@ -142,8 +145,18 @@ def python_of(folder: Path) -> Path:
     return folder / "bin" / "python"
 
 
-def ensure(env: dict, say) -> str:
-    """The interpreter of a built environment for ``env``: reused when cached, else built now."""
+#: How long one environment build may take (``AZUREML_ENV_BUILD_TIMEOUT``, seconds) before it is stopped
+BUILD_TIMEOUT_S = 3600
+
+
+def ensure(env: dict, say, *, store=None, owner: str | None = None, check=None) -> str:
+    """The interpreter of a built environment for ``env``: reused when cached, else built now.
+
+    The installer runs in the ledger of ``store`` under ``owner`` when they are given (a run's build: stopped with
+    the run, whichever way it ends), and dies with the thread that started it in any case.  ``check()`` is called
+    while it runs and may raise to stop it (a run canceled, or past its maximum duration, while Preparing); a build
+    past ``AZUREML_ENV_BUILD_TIMEOUT`` seconds (default 3600) is stopped with an error.  Nothing half-built is
+    ever reused: the marker that says an environment is whole is written last, atomically."""
     recipe = plan(env)
     folder = cache_root() / key(env)
     done = folder / ".built.json"
@@ -173,10 +186,13 @@ def ensure(env: dict, say) -> str:
             if recipe["pip"]:
                 steps.append([uv, "pip", "install", "--python", py, "--build-constraint", str(constraints), *source,
                               *recipe["pip"]])  # fmt: skip
+        deadline = start + float(os.environ.get("AZUREML_ENV_BUILD_TIMEOUT") or BUILD_TIMEOUT_S)
         for step in steps:
-            _run(step, say)
-        done.write_text(json.dumps({"built": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - start,
-                                    "plan": recipe}, indent=2))  # fmt: skip
+            _run(step, say, deadline=deadline, store=store, owner=owner, check=check)
+        marker = done.with_name(f".built.{os.getpid()}.partial")
+        marker.write_text(json.dumps({"built": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.time() - start,
+                                      "plan": recipe}, indent=2))  # fmt: skip
+        os.replace(marker, done)
         say(f"Built environment {env['name']!r} in {time.time() - start:.0f} s")
         return py
 
@@ -211,17 +227,36 @@ def _source(env: dict, recipe: dict, say) -> list[str]:
     return ["--no-index", "--find-links", str(house)]
 
 
-def _run(command: list[str], say) -> None:
-    """Run one installer step, its output going line by line into the run's log."""
+def _run(command: list[str], say, *, deadline: float, store=None, owner=None, check=None) -> None:
+    """Run one installer step, its output going line by line into the run's log; stop it (and what it started)
+    when ``check()`` raises or the deadline passes."""
     say("$ " + " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)))
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, NO_COLOR="1")
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line.rstrip())
-        say("  " + line.rstrip())
-    if proc.wait() != 0:
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
+               "env": dict(os.environ, NO_COLOR="1")}  # fmt: skip
+    if store is not None and owner is not None:
+        proc = ledger.start(store, owner, "build", command, **options)
+    else:
+        proc = subprocess.Popen(ledger.dying_with_parent(command), start_new_session=True, **options)
+    lines: list[str] = []
+    reader = threading.Thread(target=_read_lines, args=(proc, lines, say), daemon=True)
+    reader.start()
+    try:
+        while proc.poll() is None:
+            if check is not None:
+                check()
+            if time.time() > deadline:
+                raise EnvironmentBuildError(
+                    f"Building the environment took longer than its limit ({Path(command[0]).name} was stopped): "
+                    "raise AZUREML_ENV_BUILD_TIMEOUT (seconds), or check the package index or wheelhouse."
+                )
+            time.sleep(0.2)
+    except BaseException:
+        _stop(proc, store, owner)
+        raise
+    reader.join(timeout=5)
+    if store is not None and owner is not None:
+        ledger.mark_ended(store, owner, ("build",))
+    if proc.returncode != 0:
         tail = "\n".join(lines[-25:])
         tool = Path(command[0]).name
         hint = ""
@@ -232,3 +267,20 @@ def _run(command: list[str], say) -> None:
                 "to use the index."
             )
         raise EnvironmentBuildError(f"Building the environment failed ({tool} exit {proc.returncode}):\n{tail}{hint}")
+
+
+def _read_lines(proc: subprocess.Popen, lines: list[str], say) -> None:
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        say("  " + line.rstrip())
+
+
+def _stop(proc: subprocess.Popen, store, owner) -> None:
+    if store is not None and owner is not None:
+        ledger.stop(store, owner, ("build",), grace=2)
+    else:
+        try:
+            ledger.kill_tree([psutil.Process(proc.pid)], grace=2)
+        except psutil.Error:
+            pass
+    proc.wait(timeout=10)

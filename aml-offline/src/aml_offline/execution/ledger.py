@@ -102,7 +102,7 @@ _DIE_WITH_PARENT = (
 )
 
 
-def _dying_with_parent(command: list[str]) -> list[str]:
+def dying_with_parent(command: list[str]) -> list[str]:
     if _LIBC is None:
         return command
     return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *map(str, command)]
@@ -123,7 +123,7 @@ def start(store: LocalStore, owner: str, role: str, command: list[str], *, die_w
     SIGKILL: a script never outlives its supervisor.
     """
     env = dict(popen.pop("env", None) or os.environ, **{OWNER_VARIABLE: owner})  # inherited by all it starts
-    proc = subprocess.Popen(_dying_with_parent(command) if die_with_parent else command, start_new_session=True,
+    proc = subprocess.Popen(dying_with_parent(command) if die_with_parent else command, start_new_session=True,
                             env=env, **popen)  # fmt: skip
     try:
         record(store, owner, role, proc.pid, note=note)
@@ -131,7 +131,7 @@ def start(store: LocalStore, owner: str, role: str, command: list[str], *, die_w
         return proc  # it has ended already, leaving nothing to stop: its exit status and output say why
     except BaseException:
         with contextlib.suppress(psutil.Error):  # what failed is the error to see, not that the process is gone
-            _kill_tree([psutil.Process(proc.pid)], grace=1)
+            kill_tree([psutil.Process(proc.pid)], grace=1)
         raise
     return proc
 
@@ -253,7 +253,7 @@ def family(entry: dict) -> list[psutil.Process]:
     return [p for pid, p in found.items() if pid != me]
 
 
-def _kill_tree(procs: list[psutil.Process], grace: float) -> None:
+def kill_tree(procs: list[psutil.Process], grace: float) -> None:
     for proc in procs:
         try:
             proc.send_signal(signal.SIGTERM)
@@ -283,7 +283,7 @@ def stop(store: LocalStore, owner: str, roles: tuple[str, ...] | None = None, gr
         for proc in marked(owner, since=min(e["create_time"] for e in found)):
             targets.setdefault(proc.pid, proc)
     if targets:
-        _kill_tree(list(targets.values()), grace)
+        kill_tree(list(targets.values()), grace)
     mark_ended(store, owner, roles)
     return len(targets)
 
@@ -316,5 +316,5 @@ def descendants_of_self() -> list[psutil.Process]:
 def stop_descendants(grace: float = 5) -> int:
     procs = descendants_of_self()
     if procs:
-        _kill_tree(procs, grace)
+        kill_tree(procs, grace)
     return len(procs)

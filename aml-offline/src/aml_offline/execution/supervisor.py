@@ -296,7 +296,7 @@ class Supervisor:
         if missing:
             self.say(f"Environment {env['name']!r}: this interpreter lacks " + "; ".join(missing))
             try:
-                self.python = envs.ensure(env, self.say)
+                self.python = envs.ensure(env, self.say, store=self.store, owner=self.owner, check=self.check_cancel)
             except envs.EnvironmentBuildError as exc:
                 raise RunFailed(str(exc)) from None
             return
