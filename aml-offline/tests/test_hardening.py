@@ -495,3 +495,62 @@ def test_a_build_past_its_time_limit_fails_the_run_saying_so(ws, tmp_path, silen
     assert run.wait_for_completion(raise_on_error=False)["status"] == "Failed"
     assert "took longer than its limit" in run.get_details()["error"]["error"]["message"]
     assert all(ledger.verified(b) is None for b in _builders(ws, run))
+
+
+# --- 11: an update whose server cannot start leaves the old one serving ----------------------------------------
+
+SCORE = """
+    VERSION = {version!r}
+
+    def init():
+        if VERSION == "broken":
+            raise RuntimeError("this version cannot start")
+
+    def run(raw):
+        return {{"version": VERSION}}
+"""
+
+
+def test_a_deployment_update_switches_only_once_the_new_server_answers(ws, tmp_path):
+    from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, ManagedOnlineEndpoint
+    from azure.ai.ml.entities import Environment as EnvironmentV2
+    from azure.ai.ml.entities import Model as ModelV2
+    from azure.core.exceptions import HttpResponseError
+
+    from aml_offline import MLClient
+
+    client = MLClient.from_config(credential=None)
+    (tmp_path / "weights.txt").write_text("w")
+    model = client.models.create_or_update(ModelV2(name="tiny", path=str(tmp_path / "weights.txt")))
+    client.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="rolling", auth_mode="key")).result()
+    request = tmp_path / "request.json"
+    request.write_text("{}")
+    env = EnvironmentV2(conda_file={"dependencies": ["python=3.11", {"pip": ["azureml-inference-server-http"]}]})
+
+    def deploy(version: str):
+        code = tmp_path / f"code-{version}"
+        code.mkdir()
+        (code / "score.py").write_text(textwrap.dedent(SCORE.format(version=version)))
+        deployment = ManagedOnlineDeployment(
+            name="blue", endpoint_name="rolling", model=model, environment=env, instance_count=1,
+            code_configuration=CodeConfiguration(code=str(code), scoring_script="score.py"),
+        )  # fmt: skip
+        return client.online_deployments.begin_create_or_update(deployment).result()
+
+    def answer() -> str:
+        return json.loads(client.online_endpoints.invoke("rolling", deployment_name="blue",
+                                                         request_file=str(request)))["version"]  # fmt: skip
+
+    try:
+        deploy("one")
+        assert answer() == "one"
+        with pytest.raises(HttpResponseError, match="keeps serving as it was") as failed:
+            deploy("broken")
+        assert "this version cannot start" in str(failed.value)
+        assert answer() == "one"  # the old server never stopped
+        assert client.online_deployments.get("blue", "rolling").provisioning_state == "Succeeded"
+        deploy("two")
+        assert answer() == "two"
+        assert len([n for n in os.listdir(ws._store.root / "services") if n.startswith("rolling.blue")]) == 1
+    finally:
+        client.online_endpoints.begin_delete("rolling").result()

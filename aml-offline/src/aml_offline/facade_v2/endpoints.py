@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 from azure.ai.ml._utils._endpoint_utils import validate_response
@@ -48,8 +49,15 @@ def _endpoint_or_raise(store: LocalStore, name: str) -> dict:
     return record
 
 
+def _service(record: dict, deployment: str) -> str:
+    """The web service that serves a deployment now (an update starts a new one beside it, then switches)."""
+    info = record["deployments"].get(deployment) or {}
+    return info.get("service") or endpoint_records.service_name(record["name"], deployment)
+
+
 def _port(store: LocalStore, endpoint: str, deployment: str) -> int | None:
-    return serving.port_of(store, endpoint_records.service_name(endpoint, deployment))
+    record = endpoint_records.get(store, endpoint)
+    return serving.port_of(store, _service(record, deployment)) if record else None
 
 
 def _routed(record: dict) -> str | None:
@@ -153,7 +161,7 @@ class OnlineEndpointOperations(Offline):
         with self._store.write_lock():  # a deploy writes its server's keys under the same lock: none is left stale
             record = endpoint_records.update(self._store, name, regenerate)
             for deployment in record["deployments"]:
-                folder = self._store.service_dir(endpoint_records.service_name(name, deployment))
+                folder = self._store.service_dir(_service(record, deployment))
                 if (folder / "keys.json").is_file():
                     serving.write_keys(folder, record["keys"])
         return done(None)
@@ -226,12 +234,17 @@ class OnlineEndpointOperations(Offline):
         return done(None)
 
 
+def _remove_service(store: LocalStore, service: str) -> None:
+    serving.stop(store, service, grace=5)
+    service_records.delete(store, service)
+    serving.remove_folder(store, service)
+
+
 def _remove_deployment(store: LocalStore, endpoint: str, deployment: str) -> None:
-    service = endpoint_records.service_name(endpoint, deployment)
-    with store.name_lock("service", service):
-        serving.stop(store, service, grace=5)
-        service_records.delete(store, service)
-        serving.remove_folder(store, service)
+    record = endpoint_records.get(store, endpoint)
+    with store.name_lock("service", endpoint_records.service_name(endpoint, deployment)):
+        _remove_service(store, _service(record, deployment) if record else
+                        endpoint_records.service_name(endpoint, deployment))  # fmt: skip
 
     def forget(record: dict) -> None:
         record["deployments"].pop(deployment, None)
@@ -287,11 +300,14 @@ class OnlineDeploymentOperations(Offline):
         if (deployment.instance_count or 1) > 1:
             warn_ignored(label, "instance_count", "one server on this machine serves it")
         python = _python(label, env)
-        service = endpoint_records.service_name(endpoint, name)
-        with store.name_lock("service", service):
-            if service_records.get(store, service) is not None:  # an update: the new server replaces the old
-                serving.stop(store, service, grace=5)
-                service_records.delete(store, service)
+        key = endpoint_records.service_name(endpoint, name)
+        with store.name_lock("service", key):  # one change of this deployment at a time, its switch included
+            old = _endpoint_or_raise(store, endpoint)["deployments"].get(name)
+            old_service = _service(_endpoint_or_raise(store, endpoint), name) if old else None
+            # an update starts its server beside the running one, and switches once it answers (a rolling update)
+            service = key if old_service is None else f"{key}.{uuid.uuid4().hex[:8]}"
+            if old_service is None and service_records.get(store, service) is not None:
+                _remove_service(store, service)  # left by a deployment whose endpoint record lost it
             service_records.claim(
                 store,
                 service,
@@ -325,25 +341,37 @@ class OnlineDeploymentOperations(Offline):
                 service_records.delete(store, service)
                 raise invalid(f"{label}: {exc}", ErrorTarget.ONLINE_DEPLOYMENT) from None
             except BaseException:
-                serving.stop(store, service, grace=2)
-                service_records.delete(store, service)
-                serving.remove_folder(store, service)
+                _remove_service(store, service)
                 raise
-        entry = {
-            "model": f"{model['name']}:{model['version']}",
-            "instance_type": deployment.instance_type,
-            "instance_count": deployment.instance_count or 1,
-            "code": str(Path(str(code.code or ".")).resolve()),
-            "scoring_script": code.scoring_script,
-            "environment": env["name"],
-            "created": time.time(),
-        }
-        try:
-            endpoint_records.update(store, endpoint, lambda record: record["deployments"].__setitem__(name, entry))
-        except endpoint_records.EndpointNotFound:  # deleted while this deployment started: its server goes too
-            _remove_deployment(store, endpoint, name)
-            raise not_found("online endpoint", endpoint, store, endpoint_records.names(store)) from None
-        self._wait(service, label)
+            entry = {
+                "model": f"{model['name']}:{model['version']}",
+                "instance_type": deployment.instance_type,
+                "instance_count": deployment.instance_count or 1,
+                "code": str(Path(str(code.code or ".")).resolve()),
+                "scoring_script": code.scoring_script,
+                "environment": env["name"],
+                "created": time.time(),
+                "service": service,
+            }
+            if old_service is not None:
+                try:
+                    self._wait(service, label)
+                except BaseException:  # the new server failed: the old one goes on serving, as on Azure
+                    log = _log_tail(store, service, 40)
+                    _remove_service(store, service)
+                    raise HttpResponseError(
+                        message=f"{label}: the update failed to start, so the deployment keeps serving as it was. "
+                        f"The end of the new server's log:\n{log}"
+                    ) from None
+            try:
+                endpoint_records.update(store, endpoint, lambda record: record["deployments"].__setitem__(name, entry))
+            except endpoint_records.EndpointNotFound:  # deleted while this deployment started: its server goes too
+                _remove_service(store, service)
+                raise not_found("online endpoint", endpoint, store, endpoint_records.names(store)) from None
+            if old_service is not None:
+                _remove_service(store, old_service)  # switched: requests now reach the new server
+        if old_service is None:
+            self._wait(service, label)
         return done(self.get(name, endpoint))
 
     def _model(self, label: str, model) -> dict:
@@ -410,7 +438,7 @@ class OnlineDeploymentOperations(Offline):
                 f"deployment of endpoint {endpoint_name!r}:", name, self._store, list(record["deployments"])
             )
         info = record["deployments"][name]
-        row = service_records.get(self._store, endpoint_records.service_name(endpoint_name, name)) or {}
+        row = service_records.get(self._store, _service(record, name)) or {}
         state = {"Healthy": "Succeeded", "Transitioning": "Updating"}.get(row.get("state"), "Failed")
         return ManagedOnlineDeployment(
             name=name,
@@ -429,7 +457,8 @@ class OnlineDeploymentOperations(Offline):
     ) -> str:
         """The server's log: the inference server's start-up, init() output, one line per request."""
         self.get(name, endpoint_name)
-        return _log_tail(self._store, endpoint_records.service_name(endpoint_name, name), lines or 5000)
+        record = _endpoint_or_raise(self._store, endpoint_name)
+        return _log_tail(self._store, _service(record, name), lines or 5000)
 
     def begin_delete(self, name: str, endpoint_name: str, *, local: bool = False):
         self.get(name, endpoint_name)
