@@ -122,3 +122,23 @@ def test_run_uses_the_workspace_of_the_folder_it_is_run_from(tmp_path):
     out = cli("run", "samples/nb.ipynb", "--out", str(tmp_path / "out"), cwd=top, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"ROOT={top / 'state'}" in (tmp_path / "out" / "nb.ipynb").read_text()
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [("import time\ntime.sleep(60)", "CellTimeoutError"), ("import os\nos._exit(1)", "DeadKernelError")],
+    ids=["a cell that hangs", "a kernel that dies"],
+)
+def test_run_reports_a_hung_cell_or_a_dead_kernel_and_keeps_what_ran(tmp_path, source, error):
+    import nbformat
+
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(c) for c in ("print('first')", source, "print('never')")]
+    nbformat.write(book, tmp_path / "nb.ipynb")
+    env = {k: v for k, v in os.environ.items() if k != "AZUREML_INTERCEPT"}
+    out = cli("run", "nb.ipynb", "--out", str(tmp_path / "out"), "--cell-timeout", "5", cwd=tmp_path, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = (tmp_path / "out" / "nb.cells.txt").read_text().splitlines()
+    assert lines[1].lstrip().startswith("ok") and "FAILED" in lines[2] and error in lines[2], lines
+    assert "not run" in lines[3]
+    assert "first" in (tmp_path / "out" / "nb.ipynb").read_text()  # the executed copy, with what ran

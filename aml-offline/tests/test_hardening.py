@@ -554,3 +554,65 @@ def test_a_deployment_update_switches_only_once_the_new_server_answers(ws, tmp_p
         assert len([n for n in os.listdir(ws._store.root / "services") if n.startswith("rolling.blue")]) == 1
     finally:
         client.online_endpoints.begin_delete("rolling").result()
+
+
+# --- 6: endpoint records change under the write lock ----------------------------------------------------------
+
+
+def test_a_traffic_change_made_while_another_deployment_starts_is_kept(ws, tmp_path):
+    """The deploy of 'green' reads the endpoint, copies a large code folder, then records itself; a traffic change
+    made in between stays (it used to be written back as it was when the deploy began)."""
+    from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment, ManagedOnlineEndpoint
+    from azure.ai.ml.entities import Environment as EnvironmentV2
+    from azure.ai.ml.entities import Model as ModelV2
+
+    from aml_offline import MLClient
+
+    client = MLClient.from_config(credential=None)
+    (tmp_path / "weights.txt").write_text("w")
+    model = client.models.create_or_update(ModelV2(name="tiny", path=str(tmp_path / "weights.txt")))
+    endpoint = ManagedOnlineEndpoint(name="traffic", auth_mode="key")
+    client.online_endpoints.begin_create_or_update(endpoint).result()
+    env = EnvironmentV2(conda_file={"dependencies": ["python=3.11", {"pip": ["azureml-inference-server-http"]}]})
+    small, large = tmp_path / "small", tmp_path / "large"
+    for folder in (small, large):
+        folder.mkdir()
+        (folder / "score.py").write_text(textwrap.dedent(SCORE.format(version=folder.name)))
+    for i in range(1500):  # a code folder that takes the deploy a moment to copy
+        (large / f"asset-{i}.bin").write_bytes(os.urandom(8 * 1024))
+
+    def deployment(name: str, code: Path) -> ManagedOnlineDeployment:
+        return ManagedOnlineDeployment(
+            name=name,
+            endpoint_name="traffic",
+            model=model,
+            environment=env,
+            code_configuration=CodeConfiguration(code=str(code), scoring_script="score.py"),
+        )
+
+    try:
+        client.online_deployments.begin_create_or_update(deployment("blue", small)).result()
+        errors = []
+        green = threading.Thread(target=lambda: _catch(errors, client.online_deployments.begin_create_or_update,
+                                                      deployment("green", large)))  # fmt: skip
+        green.start()
+        copying = ws._store.service_dir("traffic.green") / "app"
+        end = time.time() + 60
+        while not copying.exists() and time.time() < end:
+            time.sleep(0.01)
+        endpoint.traffic = {"blue": 100}
+        client.online_endpoints.begin_create_or_update(endpoint).result()
+        green.join(timeout=120)
+        assert errors == []
+        got = client.online_endpoints.get("traffic")
+        assert got.traffic == {"blue": 100}
+        assert sorted(d.name for d in client.online_deployments.list("traffic")) == ["blue", "green"]
+    finally:
+        client.online_endpoints.begin_delete("traffic").result()
+
+
+def _catch(errors: list, function, *args) -> None:
+    try:
+        function(*args).result()
+    except Exception as exc:  # noqa: BLE001  (the test reports it)
+        errors.append(exc)
