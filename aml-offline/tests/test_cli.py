@@ -136,7 +136,7 @@ def test_run_reports_a_hung_cell_or_a_dead_kernel_and_keeps_what_ran(tmp_path, s
     book.cells = [nbformat.v4.new_code_cell(c) for c in ("print('first')", source, "print('never')")]
     nbformat.write(book, tmp_path / "nb.ipynb")
     env = {k: v for k, v in os.environ.items() if k != "AZUREML_INTERCEPT"}
-    out = cli("run", "nb.ipynb", "--out", str(tmp_path / "out"), "--cell-timeout", "5", cwd=tmp_path, env=env)
+    out = cli("run", "nb.ipynb", "--out", str(tmp_path / "out"), "--cell-timeout", "2", cwd=tmp_path, env=env)
     assert out.returncode == 1, out.stdout + out.stderr
     lines = (tmp_path / "out" / "nb.cells.txt").read_text().splitlines()
     assert lines[1].lstrip().startswith("ok") and "FAILED" in lines[2] and error in lines[2], lines
