@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -142,3 +143,22 @@ def test_run_reports_a_hung_cell_or_a_dead_kernel_and_keeps_what_ran(tmp_path, s
     assert lines[1].lstrip().startswith("ok") and "FAILED" in lines[2] and error in lines[2], lines
     assert "not run" in lines[3]
     assert "first" in (tmp_path / "out" / "nb.ipynb").read_text()  # the executed copy, with what ran
+
+
+def test_stopping_one_workspace_leaves_anothers_process_of_the_same_name_alone(tmp_path):
+    """Two workspaces on one machine (two students, two tests) may both have a service named "svc"."""
+    procs = []
+    for name in ("one", "two"):
+        store = LocalStore.get(tmp_path / name)
+        proc = ledger.start(store, ledger.service_owner("svc"), "server", ["sleep", "300"], die_with_parent=False)
+        threading.Thread(target=proc.wait, daemon=True).start()
+        procs.append(proc)
+    try:
+        assert aml_offline.stop_everything(tmp_path / "one") == 1
+        assert procs[0].wait(timeout=10) is not None
+        time.sleep(0.5)
+        assert procs[1].poll() is None, "the other workspace's process was stopped"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()

@@ -63,7 +63,7 @@ def start_stamp(pid: int) -> float:
         return psutil.Process(pid).create_time()
 
 
-#: The environment variable every process started through the ledger carries, naming its owner (run:<id> ...)
+#: The environment variable every process started through the ledger carries: its owner (run:<id> ...) and workspace
 OWNER_VARIABLE = "AZUREML_LOCAL_OWNER"
 
 
@@ -122,7 +122,8 @@ def start(store: LocalStore, owner: str, role: str, command: list[str], *, die_w
     With ``die_with_parent`` (Linux), the kernel kills it if the thread that started it dies, even by
     SIGKILL: a script never outlives its supervisor.
     """
-    env = dict(popen.pop("env", None) or os.environ, **{OWNER_VARIABLE: owner})  # inherited by all it starts
+    # everything it starts inherits the mark
+    env = dict(popen.pop("env", None) or os.environ, **{OWNER_VARIABLE: mark(store, owner)})
     proc = subprocess.Popen(dying_with_parent(command) if die_with_parent else command, start_new_session=True,
                             env=env, **popen)  # fmt: skip
     try:
@@ -280,7 +281,7 @@ def stop(store: LocalStore, owner: str, roles: tuple[str, ...] | None = None, gr
         for proc in family(entry):
             targets.setdefault(proc.pid, proc)
     if roles is None and found:  # all of it: also what left every session and parent it had (setsid, a daemon)
-        for proc in marked(owner, since=min(e["create_time"] for e in found)):
+        for proc in marked(mark(store, owner), since=min(e["create_time"] for e in found)):
             targets.setdefault(proc.pid, proc)
     if targets:
         kill_tree(list(targets.values()), grace)
@@ -288,10 +289,17 @@ def stop(store: LocalStore, owner: str, roles: tuple[str, ...] | None = None, gr
     return len(targets)
 
 
+def mark(store: LocalStore, owner: str) -> str:
+    """What a process started for ``owner`` carries in its environment: the owner in this workspace (two workspaces
+    on one machine may both have a service named "svc")."""
+    return f"{owner}@{store.root}"
+
+
 def marked(owner: str, since: float) -> list[psutil.Process]:
-    """This user's processes started since ``since`` whose environment names ``owner``: everything a process
-    started through :func:`start` started in turn, however it left (a new session, re-parented to init), unless it
-    cleared its environment.  The process's own start time is checked, as everywhere in the ledger."""
+    """This user's processes started since ``since`` whose environment carries ``owner`` (a :func:`mark`):
+    everything a process started through :func:`start` started in turn, however it left (a new session,
+    re-parented to init), unless it cleared its environment.  The process's own start time is checked, as
+    everywhere in the ledger."""
     found = []
     me, uid = os.getpid(), os.getuid()
     for proc in psutil.process_iter(["uids", "create_time"]):
