@@ -99,16 +99,24 @@ def test_a_sample_runs_through_the_console_script_in_a_bare_project(venv, tmp_pa
 
 
 def test_a_sample_runs_through_the_pytest_plugin_in_a_bare_project(venv, tmp_path):
+    """Each notebook gets a fresh workspace of its own (the default scope) in pytest's temporary folder."""
+    import nbformat
+
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(SAMPLE, project)
+    second = nbformat.v4.new_notebook()
+    code = "from azureml.core import Workspace\nws = Workspace.from_config()\nassert not ws.models  # not the sample's"
+    second.cells = [nbformat.v4.new_code_cell(code)]
+    nbformat.write(second, project / "second.ipynb")
     (project / "pytest.ini").write_text("[pytest]\naml_offline = notebook\n")
     result = subprocess.run(
         [venv / "bin" / "python", "-m", "pytest", "-p", "no:cacheprovider", "--basetemp", tmp_path / "bt",
-         SAMPLE.name], cwd=project, env=_offline_env(), capture_output=True, text=True, timeout=600,
+         SAMPLE.name, "second.ipynb"], cwd=project, env=_offline_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
     assert "aml-offline: notebooks run offline, one local workspace per notebook" in result.stdout
     assert list((tmp_path / "bt").glob(f"aml-offline-{SAMPLE.stem}*/workspace/workspace.db"))
+    assert list((tmp_path / "bt").glob("aml-offline-second*/workspace/workspace.db"))
     assert not (project / ".azureml-local").exists()  # the state went to pytest's temporary folder

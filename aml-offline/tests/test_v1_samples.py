@@ -56,9 +56,11 @@ def _notebook(path: Path, *sources: str) -> None:
     nbformat.write(book, path)
 
 
-@pytest.mark.parametrize("scope", ["notebook", "session"])
+@pytest.mark.parametrize("scope", ["session"])
 def test_the_pytest_plugin_gives_each_notebook_or_the_session_a_workspace_in_pytests_temporary_folder(tmp_path, scope):
-    """``--aml-offline`` (and the ini option) switch the plugin on; the workspace lives under ``--basetemp``."""
+    """``--aml-offline`` (and the ini option) switch the plugin on; the workspace lives under ``--basetemp``.
+    The default scope, a workspace per notebook, is checked in ``test_standalone.py`` in a bare environment (this
+    test takes ``scope="notebook"`` too, but make test runs it once)."""
     work = tmp_path / "project"
     work.mkdir()
     for name in ("a", "b"):
