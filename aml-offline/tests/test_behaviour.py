@@ -364,3 +364,17 @@ def test_a_source_folder_over_azures_snapshot_limit_is_refused_at_submit(ws, tmp
         submit(ws, src)
     (src / ".amlignore").write_text("f*.txt\n")
     assert submit(ws, src).wait_for_completion()["status"] == "Completed"
+
+
+def test_register_model_takes_the_path_as_azureml_core_normalises_it(ws, tmp_path):
+    """Microsoft's train-on-local sample registers model_path='./outputs/ridge_0.40.pkl'."""
+    src = script_dir(
+        tmp_path, "import os\nos.makedirs('outputs', exist_ok=True)\nopen('outputs/m.pkl', 'w').write('m')\n"
+    )
+    env = Environment("plain")
+    env.python.user_managed_dependencies = True
+    run = Experiment(ws, "behaviour").submit(ScriptRunConfig(source_directory=str(src), script="train.py",
+                                                             environment=env))  # fmt: skip
+    run.wait_for_completion()
+    model = run.register_model(model_name="normalised", model_path="./outputs/m.pkl")
+    assert model.name == "normalised" and model.run_id == run.id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import posixpath
 import shutil
 import time
 import uuid
@@ -405,7 +406,7 @@ class Run(Offline):
         if not model_path:
             raise UserErrorException("register_model needs model_path: a file or folder among the run's files.")
         files = self.get_file_names()
-        path = model_path.strip("/")
+        path = posixpath.normpath(str(model_path).replace("\\", "/")).strip("/")  # "./outputs/x" is "outputs/x"
         if path not in files and not any(f.startswith(path + "/") for f in files):
             raise UserErrorException(
                 f"model_path {model_path!r} is not among the files of run {self.id}. "
