@@ -36,7 +36,7 @@ def supervisor_alive(store: LocalStore, spec: dict) -> bool | None:
 def status(store: LocalStore, spec: dict) -> str:
     """The run's status, after reaping it if its supervisor is gone."""
     current = run_status.current_status(store, spec)
-    if current in TERMINAL:
+    if current in TERMINAL or spec.get("interactive"):  # an interactive run has no supervisor: its notebook ends it
         return current
     alive = supervisor_alive(store, spec)
     if alive or (alive is None and time.time() - spec.get("created", 0) < START_GRACE_S):

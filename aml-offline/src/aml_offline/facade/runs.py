@@ -15,8 +15,10 @@ import getpass
 import json
 import posixpath
 import shutil
+import tempfile
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,10 +43,12 @@ from aml_offline.records import compute as compute_records
 from aml_offline.records import filters
 from aml_offline.records import models as model_records
 from aml_offline.records import runs as run_records
+from aml_offline.records import status as run_status
 from aml_offline.records.runs import DRIVER_LOG, WORKER_LOG
 from aml_offline.records.status import TERMINAL
-from aml_offline.store import LocalStore
+from aml_offline.store import LocalStore, write_json
 
+OUTPUTS_DIR = "outputs"  # azureml-core's: what a run uploads when it ends
 DEFAULT_DURATION = 2592000  # ScriptRunConfig.MAX_DURATION_SECONDS_DEFAULT
 #: What a script's ``Run.get_context()`` returns inside a local run (put first on its PYTHONPATH).
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
@@ -79,15 +83,25 @@ class Experiment(Offline):
 
     def submit(self, config, tags=None, **kwargs):
         """Submit a ``ScriptRunConfig`` or ``HyperDriveConfig``: returns the run at once; it runs in the background."""
+        return self._submit(config, tags)
+
+    def start_logging(self, *args, **kwargs):
+        """An interactive run, as azureml-core's: Running at once, logged to from this process, ended by
+        ``complete()`` / ``fail()`` / ``cancel()`` (or the ``with`` block).  ``outputs`` (default ``./outputs``) is
+        uploaded into the run when it completes; ``snapshot_directory`` (default ``.``) is kept as its snapshot."""
+        return Run._start_logging(self, *args, **kwargs)
+
+    def _submit(self, config, tags=None, parent_run_id=None):
         if isinstance(config, ScriptRunConfig):
             spec = script_run_spec(self, config)
             spec["run_id"] = run_records.new_run_id(self.name)
-            spec["parent_run_id"] = None
+            spec["parent_run_id"] = parent_run_id
             run_records.create(self._store, self.name, spec, tags or {}, _user())
             start_supervisor(self._store, spec)
             return Run(self, spec["run_id"])
         if isinstance(config, HyperDriveConfig):
             spec = hyperdrive_spec(self, config)
+            spec["parent_run_id"] = parent_run_id
             # As Azure tags a sweep: azureml-core's HyperDriveRun and run views read the primary metric from here.
             system = {SYSTEM_TAG + "primary_metric_config": json.dumps(config._primary_metric_config)}
             run_records.create(self._store, self.name, spec, {**(tags or {}), **system}, _user())
@@ -187,10 +201,85 @@ class Run(Offline):
     def _log_name(self) -> str:
         return self._spec.get("log", DRIVER_LOG)
 
+    @property
+    def display_name(self) -> str:
+        return self._spec.get("display_name") or self.id
+
+    @display_name.setter
+    def display_name(self, display_name):
+        self._update_spec(display_name=str(display_name))
+        with self._store.write_lock():
+            self._store.mlflow.update_run(self._mlflow_id, name=str(display_name))
+
+    @property
+    def name(self) -> str | None:
+        """Deprecated in azureml-core (use ``display_name``): the name given at ``start_logging`` / ``child_run``."""
+        return self._spec.get("name")
+
+    @property
+    def description(self) -> str | None:
+        return self._spec.get("description")
+
+    @description.setter
+    def description(self, description):
+        self._update_spec(description=description)
+
+    def _update_spec(self, **changes) -> None:
+        with self._store.write_lock():
+            spec = run_records.spec_of(self._store, self.id)
+            spec.update(changes)
+            write_json(self._dir / "run.json", spec)
+        self._spec = spec
+
+    @property
+    def _interactive(self) -> bool:
+        return bool(self._spec.get("interactive"))
+
     @classmethod
     def get_context(cls, allow_offline=True, used_for_context_manager=False, **kwargs):
         """As azureml-core: inside a locally submitted script the local run, else an offline run."""
         return AzureRun.get_context(allow_offline, used_for_context_manager, **kwargs)
+
+    @staticmethod
+    def get(workspace, run_id):
+        """The run with this id, in whichever experiment of the workspace it is (``ws.get_run`` too)."""
+        try:
+            experiment = run_records.spec_of(workspace._store, run_id)["experiment"]
+        except run_records.RunNotFound:
+            raise UserErrorException(
+                f"Run {run_id!r} was not found in the local workspace ({workspace._store.root})."
+            ) from None
+        return load_run(Experiment(workspace, experiment, _skip_name_validation=True), run_id)
+
+    @staticmethod
+    def list(experiment, type=None, tags=None, properties=None, status=None, include_children=False,
+             _rehydrate_runs=True) -> Iterator[Run]:  # fmt: skip
+        """The experiment's runs, newest first, filtered as azureml-core's ``Run.list`` filters them."""
+        for run in experiment.get_runs(type=type, tags=tags, properties=properties, include_children=include_children):
+            if status is None or run.get_status() == status:
+                yield run
+
+    @staticmethod
+    def _start_logging(experiment, name=None, run_id=None, outputs=None, snapshot_directory=".",
+                       display_name=None, tags=None, properties=None, description=None, **kwargs):  # fmt: skip
+        """``Experiment.start_logging``: azureml-core's defaults (outputs True/None is ./outputs, False none)."""
+        for arg in kwargs:
+            warn_ignored("Experiment.start_logging", arg)
+        outputs = None if outputs is False else OUTPUTS_DIR if outputs in (None, True) else outputs
+        run = _create_interactive(experiment, name=name, run_id=run_id, outputs=outputs, parent=None,
+                                  display_name=display_name, tags=tags, description=description)  # fmt: skip
+        if properties:
+            run.add_properties(properties)
+        if snapshot_directory:
+            try:
+                run.take_snapshot(snapshot_directory)
+            except SnapshotException as exc:
+                run.fail(error_details=str(exc))
+                raise SnapshotException(
+                    f"Failed to take a snapshot of {snapshot_directory}. Pass snapshot_directory=None to "
+                    f"start_logging to skip taking a snapshot of the given directory. ({exc.message})"
+                ) from None
+        return run
 
     # --- status ----------------------------------------------------------------------------
     def get_status(self) -> str:
@@ -228,7 +317,9 @@ class Run(Offline):
 
     @property
     def _log_names(self) -> list[str]:
-        """The run's log, then each worker's in a multi-worker run."""
+        """The run's log, then each worker's in a multi-worker run (an interactive run has none)."""
+        if self._interactive:
+            return [n for n in (self._log_name,) if (self._artifacts / n).is_file()]
         workers = self._spec.get("workers", 1)
         return [self._log_name] + ([WORKER_LOG.format(index=i) for i in range(workers)] if workers > 1 else [])
 
@@ -284,12 +375,148 @@ class Run(Offline):
         return offset
 
     def cancel(self):
-        """Ask the run to stop; its supervisor ends the whole process tree and marks it Canceled."""
+        """Ask the run to stop; its supervisor ends the whole process tree and marks it Canceled.  An interactive
+        run (``start_logging``) has no processes: it is marked Canceled now."""
         if self.get_status() in TERMINAL:
             return
-        watch.request_cancel(self._store, self._spec, f"canceled by the user at {time.strftime('%H:%M:%S')}")
+        reason = f"canceled by the user at {time.strftime('%H:%M:%S')}"
+        if self._interactive:
+            run_status.set_status(self._store, self._spec, "Canceled", reason=reason)
+        else:
+            watch.request_cancel(self._store, self._spec, reason)
         for child in self.get_children():
             child.cancel()
+
+    # --- interactive runs (Experiment.start_logging) ---------------------------------------------------
+    def start(self):
+        """Mark the run started (Running); azureml-core's ``start_logging`` and ``child_run`` do it already."""
+        self._end_check("start")
+        run_status.set_status(self._store, self._spec, "Running")
+
+    def complete(self, _set_status=True):
+        """Upload the tracked outputs folder into the run and mark it Completed (an interactive run's end)."""
+        self._end_check("complete")
+        self._upload_outputs()
+        run_status.set_status(self._store, self._spec, "Completed")
+
+    def fail(self, error_details=None, error_code=None, _set_status=True):
+        """Mark the run Failed; ``error_details`` (text or an exception) becomes its error."""
+        self._end_check("fail")
+        self._upload_outputs()
+        text = repr(error_details) if isinstance(error_details, BaseException) else str(error_details or "")
+        error = f"{error_code}: {text}" if error_code else text or "the run was marked failed (run.fail())"
+        run_status.set_status(self._store, self._spec, "Failed", error=error)
+
+    def flush(self, timeout_seconds=300):
+        """Everything is written when each call returns: nothing waits in a queue."""
+
+    def _end_check(self, what: str) -> None:
+        if not self._interactive:
+            raise UserErrorException(
+                f"Run {self.id} was submitted: its supervisor ends it when the script exits (Run.{what} ends a run "
+                "made by experiment.start_logging or child_run). Use cancel() to stop it."
+            )
+        status = self.get_status()
+        if status in TERMINAL and what != "start":
+            raise UserErrorException(f"Run {self.id} has already ended ({status}): Run.{what} cannot change it.")
+
+    def _upload_outputs(self) -> None:
+        folder = self._spec.get("outputs_dir")
+        if folder and Path(folder).is_dir():
+            shutil.copytree(folder, self._artifacts / OUTPUTS_DIR, dirs_exist_ok=True, ignore_dangling_symlinks=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exit_type, value, traceback):
+        """As azureml-core's run context: the block's end completes the run, an exception fails it."""
+        if self.get_status() not in TERMINAL and self._interactive:
+            if value is None:
+                self.complete()
+            else:
+                self.fail(error_details=value)
+        return False
+
+    def child_run(self, name=None, run_id=None, outputs=None):
+        """A child run of this one, Running at once (an interactive run, ended by its ``complete()``)."""
+        return _create_interactive(self.experiment, name=name, run_id=run_id, outputs=outputs, parent=self)
+
+    def create_children(self, count=None, tag_key=None, tag_values=None):
+        """``count`` children, or one per value of ``tag_values`` tagged ``tag_key``, as azureml-core makes them."""
+        if tag_key is not None and tag_values is None or tag_key is None and tag_values is not None:
+            raise UserErrorException("create_children needs both tag_key and tag_values, or neither.")
+        if count is None and tag_values is None:
+            raise UserErrorException("create_children needs count or tag_values.")
+        if count is not None and tag_values is not None and count != len(tag_values):
+            raise UserErrorException("count must equal the number of tag_values.")
+        children = []
+        for i in range(count if count is not None else len(tag_values)):
+            child = self.child_run()
+            if tag_key is not None:
+                child.tag(tag_key, tag_values[i])
+            children.append(child)
+        return children
+
+    def submit_child(self, config, tags=None, **kwargs):
+        """Submit a ``ScriptRunConfig`` (or ``HyperDriveConfig``) as a child of this run."""
+        return self.experiment._submit(config, tags, parent_run_id=self.id)
+
+    def take_snapshot(self, file_or_folder_path) -> str:
+        """Keep a copy of a file or folder with the run (Azure's limits and .amlignore apply); its id."""
+        source = Path(file_or_folder_path).resolve()
+        if not source.exists():
+            raise SnapshotException(f"{file_or_folder_path} does not exist: there is nothing to take a snapshot of.")
+        snapshot_id = str(uuid.uuid4())
+        target = self._dir / "snapshots" / snapshot_id
+        if source.is_dir():
+            try:
+                snapshot.check_size(source, skip=[self._store.root])
+            except snapshot.SnapshotError as exc:
+                raise SnapshotException(str(exc)) from None
+            snapshot.copy_snapshot(source, target, skip=[self._store.root])
+        else:
+            target.mkdir(parents=True)
+            shutil.copy2(source, target / source.name)
+        self._update_spec(snapshots=[*self._spec.get("snapshots", []), snapshot_id])
+        return snapshot_id
+
+    def get_snapshot_id(self) -> str | None:
+        """The latest snapshot's id (a submitted run's is its source folder, kept in its working copy)."""
+        snapshots = self._spec.get("snapshots") or []
+        return snapshots[-1] if snapshots else None
+
+    def restore_snapshot(self, snapshot_id=None, path=None) -> str:
+        """The snapshot as ``<snapshot id>.zip`` in ``path`` (the system's temporary folder by default)."""
+        snapshot_id = snapshot_id or self.get_snapshot_id()
+        folder = self._dir / "snapshots" / str(snapshot_id)
+        if not snapshot_id or not folder.is_dir():
+            raise UserErrorException(
+                f"Run {self.id} has no snapshot {snapshot_id!r}; its snapshots: "
+                f"{', '.join(self._spec.get('snapshots') or []) or 'none'}."
+            )
+        target = Path(path or tempfile.gettempdir()) / f"{snapshot_id}.zip"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(folder.rglob("*")):
+                if file.is_file():
+                    zf.write(file, file.relative_to(folder).as_posix())
+        partial.replace(target)
+        return str(target)
+
+    def get_all_logs(self, destination=None) -> list[str]:
+        """Write the run's logs into ``destination`` (default ``./assets/<run id>``, as azureml-core); their paths."""
+        if destination and Path(destination).exists() and not Path(destination).is_dir():
+            raise UserErrorException(f"{destination} exists and is not a directory.")
+        out = Path(destination or Path("assets") / self.id)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in self.get_details_with_logs()["logFiles"].items():
+            target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            written.append(str(target))
+        return written
 
     def get_portal_url(self) -> str:
         return f"local run folder {self._dir} (browse all runs with `make mlflow-ui`)"
@@ -334,6 +561,69 @@ class Run(Offline):
 
     def log_table(self, name, value, description=""):
         self._log(name, "table", dict(value))
+
+    def log_confusion_matrix(self, name, value, description=""):
+        self._log(name, "json", _as_json(value, "confusion_matrix"))
+
+    def log_accuracy_table(self, name, value, description=""):
+        self._log(name, "json", _as_json(value, "accuracy_table"))
+
+    def log_predictions(self, name, value, description=""):
+        self._log(name, "json", _as_json(value, "predictions"))
+
+    def log_residuals(self, name, value, description=""):
+        self._log(name, "json", _as_json(value, "residuals"))
+
+    def log_image(self, name, path=None, plot=None, description=""):
+        """An image file, or a matplotlib figure (``plot``), kept with the run; its metric is the image's address."""
+        if (path is None) == (plot is None):
+            raise UserErrorException("log_image needs exactly one of path or plot.")
+        file_name = f"{name}_{int(time.time() * 1000)}.png"
+        self._artifacts.mkdir(parents=True, exist_ok=True)
+        if plot is not None:
+            plot.savefig(self._artifacts / file_name, format="png")
+        else:
+            shutil.copyfile(path, self._artifacts / file_name)
+        self._log(name, "image", f"aml://artifactId/ExperimentRun/dcid.{self.id}/{file_name}")
+
+    def upload_file(self, name, path_or_stream, datastore_name=None):
+        """Keep a file (a path or an open binary stream) with the run as ``name`` (for example 'outputs/x.csv')."""
+        target = self._artifact_path(name)
+        if target.exists():
+            raise UserErrorException(f"Run {self.id} already has a file {name!r}: upload it under another name.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        if hasattr(path_or_stream, "read"):
+            with open(partial, "wb") as f:
+                shutil.copyfileobj(path_or_stream, f)
+        else:
+            if not Path(path_or_stream).is_file():
+                raise UserErrorException(f"upload_file: {path_or_stream} is not a file.")
+            shutil.copyfile(path_or_stream, partial)
+        partial.replace(target)
+
+    def upload_files(self, names, paths, return_artifacts=False, timeout_seconds=None, datastore_name=None):
+        if len(names) != len(paths):
+            raise UserErrorException("upload_files needs one name for each path.")
+        for name, path in zip(names, paths, strict=True):
+            self.upload_file(name, path)
+
+    def upload_folder(self, name, path, datastore_name=None):
+        """Keep every file under the folder ``path`` with the run, under ``name/``."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise UserErrorException(f"upload_folder: {path} is not a folder.")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        self.upload_files([f"{name}/{p.relative_to(folder).as_posix()}" for p in files], [str(p) for p in files])
+
+    def _artifact_path(self, name) -> Path:
+        text = str(name).replace("\\", "/")
+        target = (self._artifacts / text).resolve()
+        if not text or text.startswith("/") or not target.is_relative_to(self._artifacts.resolve()):
+            raise UserErrorException(
+                f"File name {name!r}: use a relative path inside the run, such as 'outputs/model.pkl' (no '..')."
+            )
+        return target
 
     # --- tags and properties ----------------------------------------------------------------
     def get_tags(self) -> dict:
@@ -508,6 +798,47 @@ class HyperDriveRun(Run):
 
     def fail(self):
         raise UserErrorException("fail is not supported for HyperDrive runs (as on Azure).")
+
+
+# --- interactive runs ----------------------------------------------------------------------------------------
+
+
+def _create_interactive(experiment, *, name, run_id, outputs, parent, display_name=None, tags=None,
+                        description=None) -> Run:  # fmt: skip
+    """Record a run made from this process (``start_logging``, ``child_run``) and mark it Running.
+
+    It has no supervisor: it ends when the notebook calls ``complete()`` / ``fail()`` / ``cancel()``, and a run
+    left Running when the notebook goes away stays Running, as on Azure."""
+    if run_id is not None:
+        check_valid_resource_name(run_id, "Run")
+    spec = {
+        "type": "azureml.scriptrun",
+        "run_id": run_id or run_records.new_run_id(experiment.name),
+        "parent_run_id": parent.id if parent is not None else None,
+        "interactive": True,
+        "target": "sdk",  # azureml-core's SDK_TARGET: the run was made by the SDK, not submitted to a compute
+        "name": name,
+        "display_name": display_name or name,
+        "run_name": display_name or name,
+        "description": description,
+        "outputs_dir": str(Path(outputs).resolve()) if outputs else None,
+        "environment": {},
+    }
+    if run_id is not None and (experiment._store.run_dir(run_id) / "run.json").exists():
+        raise UserErrorException(f"A run with id {run_id!r} already exists in the local workspace.")
+    run_records.create(experiment._store, experiment.name, spec, tags or {}, _user())
+    run_status.set_status(experiment._store, spec, "Running")
+    return Run(experiment, spec["run_id"])
+
+
+def _as_json(value, kind):
+    """azureml-core takes these as a dict or its JSON text; keep the dict."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise UserErrorException(f"log_{kind}: the value must be a dict or its JSON text.") from None
+    return value
 
 
 # --- submitting -------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from azureml.core import Workspace as AzureWorkspace
 
+from aml_offline import mlflow_store
 from aml_offline.facade._base import Offline, warn_ignored
 from aml_offline.facade.compute import ComputeTarget
 from aml_offline.facade.datasets import Dataset
@@ -78,6 +79,17 @@ class Workspace(Offline):
     @property
     def models(self) -> dict:
         return {m.name: m for m in Model.list(self, latest=True)}
+
+    def get_run(self, run_id):
+        """The run with this id, in whichever experiment it is (``Run.get(ws, run_id)``)."""
+        from aml_offline.facade.runs import Run
+
+        return Run.get(self, run_id)
+
+    def get_mlflow_tracking_uri(self, _with_auth=False) -> str:
+        """The local workspace's MLflow store: ``mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())`` then logs
+        runs that the run history lists beside submitted ones (as Azure's tracking URI does)."""
+        return mlflow_store.uri_for(self._store.root)
 
     def get_details(self) -> dict:
         return {

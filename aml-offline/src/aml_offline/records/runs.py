@@ -88,6 +88,45 @@ def create(store: LocalStore, experiment_name: str, spec: dict, tags: dict, subm
     return spec
 
 
+def adopt(store: LocalStore, experiment: str, mlrun) -> dict:
+    """Give a run that a notebook logged with MLflow itself (``mlflow.start_run()`` under the workspace's tracking
+    URI) its place in the run history: a number and a ``run.json``.  Its id is its MLflow run id (as SDK v2 jobs'
+    are) and its status stays MLflow's until an azureml call changes it."""
+    run_id = mlrun.info.run_id
+    with store.write_lock():
+        existing = read_json(store.run_dir(run_id) / "run.json")
+        if existing is not None:
+            return existing
+        tags = mlrun.data.tags
+        with store.db() as db:
+            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM run_numbers").fetchone()[0]
+            db.execute("INSERT OR IGNORE INTO run_numbers VALUES (?, ?)", (run_id, number))
+        spec = {
+            "type": "azureml.scriptrun",
+            "run_id": run_id,
+            "parent_run_id": tags.get("mlflow.parentRunId") or None,
+            "interactive": True,
+            "mlflow_native": True,
+            "target": "sdk",
+            "script": tags.get("mlflow.source.name"),
+            "display_name": mlrun.info.run_name,
+            "environment": {},
+            "mlflow_run_id": run_id,
+            "artifact_dir": mlrun.info.artifact_uri.removeprefix("file://"),
+            "experiment": experiment,
+            "root": str(store.root),
+            "number": number,
+            "created": mlrun.info.start_time / 1000 if mlrun.info.start_time else time.time(),
+            "submitted_by": tags.get("mlflow.user", ""),
+        }
+        store.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        write_json(store.run_dir(run_id) / "run.json", spec)
+        store.mlflow.set_tag(run_id, "azureml.run_id", run_id)
+        if spec["parent_run_id"]:
+            store.mlflow.set_tag(run_id, PARENT_TAG, spec["parent_run_id"])
+    return spec
+
+
 def spec_of(store: LocalStore, run_id: str) -> dict:
     spec = read_json(store.run_dir(run_id) / "run.json")
     if spec is None:
@@ -169,6 +208,9 @@ def search(store: LocalStore, experiment: str, *, parent: str | None = None, inc
     ids = []
     for info in found:
         run_tags = info.data.tags
+        if "azureml.run_id" not in run_tags:  # logged with mlflow directly (ws.get_mlflow_tracking_uri())
+            adopt(store, experiment, info)
+            run_tags = {**run_tags, "azureml.run_id": info.info.run_id}
         run_id = run_tags.get("azureml.run_id")
         # A run being created this moment has its MLflow run (and, when its id was given, the tag) before its
         # run.json: it is not a run yet, and listing it would fail whoever loads it.

@@ -34,6 +34,9 @@ MLFLOW_STATUS = {
     "Canceled": "KILLED",
 }
 
+FROM_MLFLOW = {"SCHEDULED": "NotStarted", "RUNNING": "Running", "FINISHED": "Completed", "FAILED": "Failed",
+               "KILLED": "Canceled"}  # fmt: skip
+
 
 class IllegalTransition(ValueError):
     """A status change that Azure ML never makes (backwards, or out of a final state into another)."""
@@ -57,8 +60,10 @@ def current_status(store: LocalStore, spec: dict) -> str:
     if row is not None:
         store.flush_outbox()  # a reader with MLflow open keeps MLflow's copy (and so its UI) up to date
         return row["status"]
-    # a run recorded before workspace.db kept statuses: its status is MLflow's tag
-    return store.mlflow.get_run(spec["mlflow_run_id"]).data.tags.get(STATUS_TAG, "NotStarted")
+    # a run recorded before workspace.db kept statuses: its status is MLflow's tag; a run logged with mlflow itself
+    # (records.runs.adopt) has MLflow's own status
+    run = store.mlflow.get_run(spec["mlflow_run_id"])
+    return run.data.tags.get(STATUS_TAG) or FROM_MLFLOW.get(run.info.status, "NotStarted")
 
 
 def record_new(store: LocalStore, run_id: str) -> None:
