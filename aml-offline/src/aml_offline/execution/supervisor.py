@@ -37,6 +37,7 @@ from filelock import Timeout
 from aml_offline import settings
 from aml_offline.execution import data, envs, ledger, snapshot
 from aml_offline.records import compute as compute_records
+from aml_offline.records import datasets as dataset_records
 from aml_offline.records import runs as run_records
 from aml_offline.records import status as run_status
 from aml_offline.records.runs import DRIVER_LOG, WORKER_LOG
@@ -184,6 +185,8 @@ class Supervisor:
         row = compute_records.get(self.store, target)
         if row is None:
             raise RunFailed(f"Compute target {target!r} no longer exists in the local workspace.")
+        if row["type"] == compute_records.INSTANCE and row["state"] != compute_records.RUNNING:
+            raise RunFailed(f"Compute instance {target!r} is {row['state']}: start it, then submit the run again.")
         try:
             slots = self.store.compute_slot_locks(target, int(row["max_nodes"]))
         except StoreError as exc:
@@ -209,6 +212,11 @@ class Supervisor:
                 if len(taken) == count:
                     nodes = ", ".join(str(slots.index(lock)) for lock in taken)
                     self.say(f"Got node{'s' if count > 1 else ''} {nodes} of {len(slots)} on {target}")
+                    try:  # so list_nodes() can say which run each node serves
+                        compute_records.note_holders(taken, self.spec["run_id"])
+                    except OSError as exc:
+                        self.say(f"Could not note this run beside its node locks ({exc.strerror}): list_nodes() "
+                                 "shows these nodes without a run id")  # fmt: skip
                     return taken
             for lock in taken:
                 lock.release()
@@ -227,7 +235,12 @@ class Supervisor:
             return self.prepare_command()
         args, env_vars, inputs = [], {}, {}
         for arg in self.spec["arguments"]:
-            if isinstance(arg, dict):
+            if isinstance(arg, dict) and "output" in arg:  # OutputFileDatasetConfig: a folder of a datastore
+                folder = Path(arg["output"]["folder"].replace("{run-id}", self.spec["run_id"]))
+                folder.mkdir(parents=True, exist_ok=True)
+                self.say(f"Output {arg['output']['name']!r} at {folder}")
+                args.append(str(folder))
+            elif isinstance(arg, dict):
                 path = self.resolve_dataset(arg["dataset"])
                 env_vars[f"AZUREML_DATAREFERENCE_{arg['dataset']['input_name']}"] = path
                 inputs[arg["dataset"]["input_name"]] = path
@@ -432,10 +445,25 @@ class Supervisor:
 
     def finalize(self) -> None:
         self.ingest_events()
+        self.register_outputs()
         for folder in ("outputs", "logs"):
             src = self.wd / folder
             if src.is_dir():  # a link to nothing is left out, as an upload of the folder would leave it
                 shutil.copytree(src, self.artifacts / folder, dirs_exist_ok=True, ignore_dangling_symlinks=True)
+
+    def register_outputs(self) -> None:
+        """``OutputFileDatasetConfig(...).register_on_complete(name)``: the output folder becomes a file dataset."""
+        for arg in self.spec.get("arguments", []):
+            output = arg.get("output") if isinstance(arg, dict) else None
+            if output and output.get("register"):
+                folder = output["folder"].replace("{run-id}", self.spec["run_id"])
+                reg = output["register"]
+                try:
+                    record = dataset_records.register(self.store, reg["name"], [folder], reg.get("description"),
+                                                      reg.get("tags"), create_new_version=True)  # fmt: skip
+                    self.say(f"Registered output {output['name']!r} as dataset {reg['name']!r} v{record['version']}")
+                except dataset_records.DatasetConflict as exc:
+                    self.say(f"Warning: output {output['name']!r} was not registered: {exc}")
 
     def error_lines(self, code: int) -> str:
         """The script's own error (from the failed worker's log): its last traceback, else its last lines."""

@@ -10,6 +10,7 @@ the two never import each other.
 
 from aml_offline.facade.compute import AmlCompute, ComputeTarget
 from aml_offline.facade.datasets import Dataset
+from aml_offline.facade.datastores import Datastore
 from aml_offline.facade.models import Model, Webservice
 from aml_offline.facade.runs import Experiment, HyperDriveRun, Run
 from aml_offline.facade.widgets import RunDetails
@@ -19,6 +20,7 @@ __all__ = [
     "AmlCompute",
     "ComputeTarget",
     "Dataset",
+    "Datastore",
     "Experiment",
     "HyperDriveRun",
     "Model",

@@ -18,6 +18,7 @@ from pathlib import Path
 from aml_offline.facade import workspace
 from aml_offline.facade.compute import AmlCompute, ComputeTarget
 from aml_offline.facade.datasets import Dataset
+from aml_offline.facade.datastores import Datastore
 from aml_offline.facade.models import Model, Webservice
 from aml_offline.facade.runs import Experiment, HyperDriveRun, Run
 from aml_offline.facade.widgets import RunDetails
@@ -26,7 +27,9 @@ from aml_offline.store import default_root
 
 TWINS: dict[str, dict[str, type]] = {
     "azureml.core": {"Workspace": Workspace, "Experiment": Experiment, "Run": Run, "Model": Model,
-                     "Dataset": Dataset, "ComputeTarget": ComputeTarget, "Webservice": Webservice},
+                     "Dataset": Dataset, "ComputeTarget": ComputeTarget, "Webservice": Webservice,
+                     "Datastore": Datastore},
+    "azureml.core.datastore": {"Datastore": Datastore},
     "azureml.core.workspace": {"Workspace": Workspace},
     "azureml.core.experiment": {"Experiment": Experiment},
     "azureml.core.run": {"Run": Run},

@@ -28,6 +28,8 @@ from azureml._model_management._util import model_name_validation
 from azureml.core import Experiment as AzureExperiment
 from azureml.core import Run as AzureRun
 from azureml.core import ScriptRunConfig
+from azureml.data import OutputFileDatasetConfig
+from azureml.data.data_reference import DataReference
 from azureml.exceptions import ActivityFailedException, SnapshotException, UserErrorException
 from azureml.train.hyperdrive import HyperDriveConfig
 from azureml.train.hyperdrive import HyperDriveRun as AzureHyperDriveRun
@@ -36,7 +38,7 @@ from aml_offline.execution import snapshot, sweep_rules, sweeper, watch
 from aml_offline.execution.supervisor import start_supervisor
 from aml_offline.execution.sweeper import SYSTEM_TAG
 from aml_offline.facade._base import Offline, not_available, warn_ignored
-from aml_offline.facade.datasets import DatasetConsumptionConfig, FileDataset
+from aml_offline.facade.datasets import DatasetConsumptionConfig, FileDataset, resolve_datastore_path
 from aml_offline.facade.environments import environment_spec
 from aml_offline.facade.models import Model
 from aml_offline.records import compute as compute_records
@@ -864,9 +866,11 @@ def script_run_spec(experiment: Experiment, config: ScriptRunConfig) -> dict:
     workers = _worker_count(experiment.workspace, rc, target)
     arguments, display, inputs = [], [], []
     for arg in config.arguments or []:
-        encoded = _encode_argument(arg)
+        encoded = _encode_argument(arg, experiment.workspace)
         arguments.append(encoded)
-        if isinstance(encoded, dict):
+        if isinstance(encoded, dict) and "output" in encoded:
+            display.append(f"OutputFileDatasetConfig:{encoded['output']['name']}")
+        elif isinstance(encoded, dict):
             inputs.append(encoded["dataset"])
             display.append(f"DatasetConsumptionConfig:{encoded['dataset']['input_name']}")
         else:
@@ -909,9 +913,16 @@ def _worker_count(workspace, rc, target: str) -> int:
     return workers
 
 
-def _encode_argument(arg):
+def _encode_argument(arg, workspace=None):
     if isinstance(arg, DatasetConsumptionConfig):
         return {"dataset": arg._to_spec()}
+    if isinstance(arg, OutputFileDatasetConfig):
+        return {"output": _output_spec(arg, workspace)}
+    if isinstance(arg, DataReference):  # datastore.path("folder").as_mount() / .as_download()
+        paths = resolve_datastore_path(arg.datastore, arg.path_on_datastore)
+        name = arg.data_reference_name or arg.datastore.name
+        mode = "download" if arg.mode == "download" else "mount"
+        return {"dataset": {"name": None, "version": None, "paths": paths, "mode": mode, "input_name": name}}
     if isinstance(arg, FileDataset):
         raise UserErrorException("Pass a dataset argument as dataset.as_mount() or dataset.as_download(), as on Azure.")
     if type(arg).__module__.startswith("azureml."):
@@ -921,6 +932,23 @@ def _encode_argument(arg):
             "or a plain value."
         )
     return str(arg)
+
+
+def _output_spec(output: OutputFileDatasetConfig, workspace) -> dict:
+    """Where the run writes an ``OutputFileDatasetConfig``: its destination folder in a datastore (Azure's default:
+    ``workspaceblobstore``, ``dataset/{run-id}/{output-name}``); ``{run-id}`` is filled in when the run starts."""
+    from aml_offline.facade.datastores import Datastore, _relative
+
+    if output.destination:
+        datastore, path = output.destination[0], output.destination[1] if len(output.destination) > 1 else ""
+        if isinstance(datastore, str):
+            datastore = Datastore(workspace, datastore)
+    else:
+        datastore, path = Datastore.get_default(workspace), "dataset/{run-id}/{output-name}"
+    path = _relative(str(path).replace("{output-name}", output.name))
+    reg = getattr(output, "_registration", None)
+    register = {"name": reg.name, "description": reg.description, "tags": reg.tags or {}} if reg else None
+    return {"name": output.name, "folder": str(datastore._folder / path), "register": register}
 
 
 def _target_name(workspace, target) -> str:

@@ -10,6 +10,7 @@ from aml_offline import mlflow_store
 from aml_offline.facade._base import Offline, warn_ignored
 from aml_offline.facade.compute import ComputeTarget
 from aml_offline.facade.datasets import Dataset
+from aml_offline.facade.datastores import Datastore
 from aml_offline.facade.models import Model, Webservice
 from aml_offline.facade.runs import Experiment
 from aml_offline.store import LocalStore
@@ -62,6 +63,17 @@ class Workspace(Offline):
     @property
     def datasets(self) -> dict:
         return Dataset.get_all(self)
+
+    @property
+    def datastores(self) -> dict:
+        return Datastore.list(self)
+
+    def get_default_datastore(self):
+        """``workspaceblobstore`` unless another was made the default: a folder of the local workspace."""
+        return Datastore.get_default(self)
+
+    def set_default_datastore(self, name):
+        Datastore(self, name).set_as_default()
 
     @property
     def compute_targets(self) -> dict:

@@ -17,42 +17,51 @@ class DatasetRecordNotFound(LookupError):
 
 
 def _plain(row) -> dict:
-    return {
+    paths = json.loads(row["paths"])
+    record = {
         "name": row["name"],
         "version": row["version"],
         "description": row["description"],
-        "paths": json.loads(row["paths"]),
+        "kind": row["kind"],
+        "paths": paths,
         "tags": json.loads(row["tags"]),
         "created": row["created"],
     }
+    if row["kind"] == "tabular":  # a tabular dataset keeps how its files are read: {"paths": [...], "read": {...}}
+        record.update(paths=paths["paths"], read=paths["read"])
+    return record
 
 
 def register(store: LocalStore, name: str, paths: list[str], description=None, tags=None,
-             create_new_version=False, version: int | None = None) -> dict:  # fmt: skip
+             create_new_version=False, version: int | None = None, read: dict | None = None) -> dict:  # fmt: skip
     """Version 1, or the next version; the same files again give back the latest version, as on Azure.
+
+    ``read``: a tabular dataset's definition (how its files are parsed, and the steps after: take, skip...).
 
     ``version`` (SDK v2's explicit versions): that version; the same files again give it back, other files
     are a :class:`DatasetConflict` (a version's files never change).
     """
+    kind = "file" if read is None else "tabular"
+    content = paths if read is None else {"paths": paths, "read": read}
     with store.write_lock(), store.db() as db:
         if version is not None:
             row = db.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
             if row is not None:
-                if json.loads(row["paths"]) == paths:
+                if json.loads(row["paths"]) == content:
                     return _plain(row)
                 raise DatasetConflict(
                     f"Version {version} of data asset {name!r} exists already with other files; a version's files "
                     "never change: give a new version, or none for the next one."
                 )
             db.execute(
-                "INSERT INTO datasets VALUES (?, ?, ?, 'file', ?, ?, ?)",
-                (name, version, description, json.dumps(paths), json.dumps(tags or {}), time.time()),
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, version, description, kind, json.dumps(content), json.dumps(tags or {}), time.time()),
             )
             row = db.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone()
             return _plain(row)
         row = db.execute("SELECT * FROM datasets WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
         if row is not None:
-            if json.loads(row["paths"]) == paths:
+            if json.loads(row["paths"]) == content and row["kind"] == kind:
                 return _plain(row)
             if not create_new_version:
                 raise DatasetConflict(
@@ -61,8 +70,8 @@ def register(store: LocalStore, name: str, paths: list[str], description=None, t
                 )
         version = 1 if row is None else row["version"] + 1
         db.execute(
-            "INSERT INTO datasets VALUES (?, ?, ?, 'file', ?, ?, ?)",
-            (name, version, description, json.dumps(paths), json.dumps(tags or {}), time.time()),
+            "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, version, description, kind, json.dumps(content), json.dumps(tags or {}), time.time()),
         )
         return _plain(db.execute("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version)).fetchone())
 
