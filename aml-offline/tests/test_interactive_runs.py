@@ -62,10 +62,10 @@ def test_the_with_block_completes_or_fails_the_run_and_children_belong_to_their_
     assert {c.id for c in run.get_children()} == {child.id, *(k.id for k in kids)}
     assert child.parent.id == run.id and child.name == "fold-1"
     assert sorted(c.get_tags().get("fold", "") for c in run.get_children()) == ["", "2", "3"]
-    with pytest.raises(ZeroDivisionError), exp.start_logging(snapshot_directory=None) as failing:
-        1 / 0
+    with pytest.raises(ValueError), exp.start_logging(snapshot_directory=None) as failing:
+        raise ValueError("fold 4 has no rows")
     assert failing.get_status() == "Failed"
-    assert "ZeroDivisionError" in failing.get_details()["error"]["error"]["message"]
+    assert "fold 4 has no rows" in failing.get_details()["error"]["error"]["message"]
 
 
 def test_run_get_list_and_cancel_find_interactive_runs_and_a_submitted_run_cannot_be_completed_by_hand(ws):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,18 @@ def user_env(**extra) -> dict:
     return {**env, **extra}
 
 
+def no_internet() -> dict:
+    """Proxies on a closed local port: a notebook that reaches for the web (Open Datasets' MNIST address) fails at
+    once and takes its offline route, and the test never touches the internet (127.0.0.1 stays reachable)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "UV_OFFLINE": "1"}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env[name] = env[name.lower()] = closed
+    return env
+
+
 @pytest.mark.parametrize("notebook", SAMPLES, ids=lambda p: p.stem)
 def test_a_v1_sample_notebook_runs_offline_unmodified(notebook: Path, tmp_path):
     work = tmp_path / "project"
@@ -38,7 +51,7 @@ def test_a_v1_sample_notebook_runs_offline_unmodified(notebook: Path, tmp_path):
     shutil.copy(notebook, work)
     result = subprocess.run(
         [str(COMMAND), "run", str(work / notebook.name), "--out", str(tmp_path / "out")],
-        cwd=work, env=user_env(AZUREML_MODE="local"), capture_output=True, text=True, timeout=600,
+        cwd=work, env=user_env(AZUREML_MODE="local", **no_internet()), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     lines = (tmp_path / "out" / f"{notebook.stem}.cells.txt").read_text().splitlines()

@@ -94,6 +94,9 @@ def deactivate() -> None:
         if "_twins" in kind.__dict__:
             module.__class__ = kind.__mro__[1]
     _overlaid.clear()
+    for name in _stood_in:
+        sys.modules.pop(name, None)
+    _stood_in.clear()
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImport)]
     MODE = None
 
@@ -148,6 +151,7 @@ def _activate(path, _file_name) -> str:
 
         for name, names in twin.TWINS.items():
             overlay(name, names)
+        _open_datasets()
         v2 = _overlay_v2()
         folder = twin.workspace_folder()
         twin.announced(folder)
@@ -159,6 +163,22 @@ def _activate(path, _file_name) -> str:
             f"in {folder}. A config.json (or AZUREML_MODE=azure) uses Azure ML instead."
         )
     return mode
+
+
+OPEN_DATASETS = "azureml.opendatasets"
+_stood_in: set[str] = set()
+
+
+def _open_datasets() -> None:
+    """``from azureml.opendatasets import MNIST, Diabetes`` gives the local copies (:mod:`.facade.opendatasets`): the
+    real package's names are taken over when it is installed; when it is not (it cannot be installed beside pandas
+    2.1 or later), the local module stands in its place until :func:`deactivate`."""
+    local = importlib.import_module("aml_offline.facade.opendatasets")
+    if importlib.util.find_spec(OPEN_DATASETS) is not None and OPEN_DATASETS not in _stood_in:
+        overlay(OPEN_DATASETS, {name: getattr(local, name) for name in local.AVAILABLE})
+        return
+    sys.modules[OPEN_DATASETS] = local
+    _stood_in.add(OPEN_DATASETS)
 
 
 def _overlay_v2() -> bool:
