@@ -158,3 +158,16 @@ def test_any_process_opts_in_with_the_kernel_env(tmp_path):
     assert "Local mode" in result.stdout
     inside_a_run = _python(tmp_path, code, intercept=True, AZUREML_LOCAL_RUN_DIR=str(tmp_path))
     assert "classes azureml.core.workspace" in inside_a_run.stdout and "Local mode" not in inside_a_run.stdout
+
+
+def test_an_sdk_v2_process_opts_in_with_the_kernel_env_without_importing_azureml(tmp_path):
+    """A v2 notebook never imports azureml: its first ``import azure.ai.ml`` switches the boundary on (issue 25)."""
+    code = (
+        "from azure.ai.ml import MLClient\n"
+        "from azure.identity import DefaultAzureCredential\n"
+        "ml = MLClient.from_config(DefaultAzureCredential())\n"
+        "print('client', type(ml).__module__, ml.workspaces.get().mlflow_tracking_uri.split(':')[0])"
+    )
+    result = _python(tmp_path, code, intercept=True, AZUREML_MODE="local")
+    assert result.returncode == 0, result.stderr
+    assert "client aml_offline.facade_v2.client aml-offline" in result.stdout and "Local mode" in result.stdout

@@ -6,6 +6,7 @@ from azure.ai.ml import MLClient as AzureMLClient
 from azure.ai.ml.entities import Workspace as WorkspaceEntity
 from azure.ai.ml.operations import WorkspaceOperations as AzureWorkspaceOperations
 
+from aml_offline import mlflow_store
 from aml_offline.facade_v2.assets import DataOperations, ModelOperations
 from aml_offline.facade_v2.compute import ComputeOperations
 from aml_offline.facade_v2.endpoints import OnlineDeploymentOperations, OnlineEndpointOperations
@@ -86,7 +87,7 @@ class WorkspaceOperations(Offline):
             name=self._client.workspace_name,
             location=LOCAL,
             description=f"the local workspace in {store.root}",
-            mlflow_tracking_uri=store.tracking_uri,
+            mlflow_tracking_uri=mlflow_store.uri_for(store.root),  # MLflow's aml-offline:// scheme
         )
 
     def list(self, **kwargs) -> list[WorkspaceEntity]:

@@ -8,10 +8,11 @@ library only: the run's interpreter may be a separate environment.
 
 With ``AZUREML_INTERCEPT=1`` (``aml_offline.boundary.kernel_env()``), any process
 (a notebook's kernel, a script) gets the whole client boundary: its first
-``import azureml...`` calls ``aml_offline.boundary.activate()`` first, so
-``from azureml.core import Workspace`` follows the mode rules with no change to the
-code.  Inside a run or a web service it does nothing: there azureml-core's own
-classes serve, as on Azure compute (with the run context above).
+``import azureml...`` or ``import azure.ai.ml`` calls ``aml_offline.boundary.activate()``
+right after, so ``from azureml.core import Workspace`` and ``from azure.ai.ml import
+MLClient`` follow the mode rules with no change to the code.  Inside a run or a web
+service it does nothing: there azureml-core's own classes serve, as on Azure compute
+(with the run context above).
 """
 
 import importlib.abc
@@ -42,13 +43,19 @@ class _PatchRunContext(importlib.abc.MetaPathFinder):
         return spec
 
 
+#: SDK v1 notebooks start with ``import azureml...``, SDK v2 ones with ``from azure.ai.ml import MLClient``
+_SDK_PACKAGES = ("azureml", "azure.ai.ml")
+
+
 class _ActivateBoundary(importlib.abc.MetaPathFinder):
-    """On the first import of the ``azureml`` package: import it, then activate the boundary before anything else."""
+    """On the first import of either SDK (``azureml``, ``azure.ai.ml``): import it, then activate the boundary
+    before anything else."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "azureml":
+        if fullname not in _SDK_PACKAGES:
             return None
-        sys.meta_path.remove(self)
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
@@ -91,6 +98,6 @@ def _chain_to_the_next_sitecustomize():
 
 if os.environ.get("AZUREML_LOCAL_RUN_DIR"):
     sys.meta_path.insert(0, _PatchRunContext())
-if os.environ.get("AZUREML_INTERCEPT") == "1" and "azureml" not in sys.modules:
+if os.environ.get("AZUREML_INTERCEPT") == "1" and not any(name in sys.modules for name in _SDK_PACKAGES):
     sys.meta_path.insert(0, _ActivateBoundary())
 _chain_to_the_next_sitecustomize()
