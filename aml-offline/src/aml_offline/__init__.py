@@ -54,6 +54,7 @@ _TWINS = {
     "Dataset": "aml_offline.facade",
     "ComputeTarget": "aml_offline.facade",
     "AmlCompute": "aml_offline.facade",
+    "ComputeInstance": "aml_offline.facade",
     "HyperDriveRun": "aml_offline.facade",
     "RunDetails": "aml_offline.run_details",
     "MLClient": "aml_offline.facade_v2",

@@ -6,7 +6,7 @@ this machine, and ``max_instances`` caps how many of its jobs run at once (the r
 
 from __future__ import annotations
 
-from azure.ai.ml.entities import AmlCompute
+from azure.ai.ml.entities import AmlCompute, ComputeInstance
 from azure.ai.ml.exceptions import ErrorTarget
 from azure.ai.ml.operations import ComputeOperations as AzureComputeOperations
 
@@ -61,6 +61,12 @@ class ComputeOperations(Offline):
             except compute_records.ComputeConflict:
                 pass  # made a moment ago by another process: update it below, as Azure would
         existing = compute_records.get(self._store, compute.name)
+        if existing["type"] != compute_records.CLUSTER:
+            raise invalid(
+                f"{compute.name!r} is a compute instance (made with SDK v1's ComputeInstance), not a cluster: "
+                "delete it first or use another name.",
+                ErrorTarget.COMPUTE,
+            )
         if existing["vm_size"].lower() != size.lower():
             raise invalid(
                 f"Cluster {compute.name!r} exists with size {existing['vm_size']}; a cluster's size cannot "
@@ -70,10 +76,15 @@ class ComputeOperations(Offline):
         compute_records.update_nodes(self._store, compute.name, compute.min_instances, compute.max_instances, idle)
         return done(self.get(compute.name))
 
-    def get(self, name: str) -> AmlCompute:
+    def get(self, name: str) -> AmlCompute | ComputeInstance:
         row = compute_records.get(self._store, name)
         if row is None:
             raise not_found("compute", name, self._store, compute_records.names(self._store))
+        if row["type"] == compute_records.INSTANCE:  # made with SDK v1's ComputeInstance: one node, this machine
+            instance = ComputeInstance(name=row["name"], size=row["vm_size"], tags=row["tags"], location="local",
+                                       description=row["settings"].get("description"))  # fmt: skip
+            instance._state = row["state"]
+            return instance
         return AmlCompute(
             name=row["name"],
             size=row["vm_size"],
@@ -85,7 +96,7 @@ class ComputeOperations(Offline):
             location="local",
         )
 
-    def list(self, *, compute_type=None) -> list[AmlCompute]:
+    def list(self, *, compute_type=None) -> list[AmlCompute | ComputeInstance]:
         return [self.get(name) for name in compute_records.names(self._store)]
 
     def begin_delete(self, name: str, *, action: str = "Delete"):

@@ -1,11 +1,32 @@
-"""Compute targets: name, VM size asked for, node counts.  A target's nodes are this machine."""
+"""Compute targets: clusters (``AmlCompute``) and compute instances (``ComputeInstance``).  Every node is this machine.
+
+A target is a row of ``compute`` (name, type, VM size asked for, node counts, tags) and one of ``compute_details``
+(an instance's power state, Running or Stopped; when the target last changed; the settings Azure shows back, such as
+the description and VM priority).  A target recorded before ``compute_details`` existed reads as Running, changed
+when it was made.
+
+Its nodes are file locks (``LocalStore.compute_slot_locks``): a run holds one lock per node it runs on and writes its
+run id beside each (``node-<i>.run``), so a reader can tell which run each busy node serves.  A compute instance has
+one node.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from pathlib import Path
 
+from filelock import Timeout
+
+from aml_offline.records import runs as run_records
+from aml_offline.records.status import TERMINAL
 from aml_offline.store import LocalStore
+
+CLUSTER = "AmlCompute"
+INSTANCE = "ComputeInstance"
+RUNNING = "Running"
+STOPPED = "Stopped"
 
 
 class ComputeConflict(ValueError):
@@ -13,29 +34,43 @@ class ComputeConflict(ValueError):
 
 
 def get(store: LocalStore, name: str) -> dict | None:
+    """The target's row (``type``, ``vm_size``, node counts, ``tags``, ``state``, ``modified``, ``settings``)."""
     with store.db() as db:
-        row = db.execute("SELECT * FROM compute WHERE name = ?", (name,)).fetchone()
+        row = db.execute(
+            "SELECT c.*, d.state AS state, d.modified AS modified, d.settings AS settings "
+            "FROM compute AS c LEFT JOIN compute_details AS d ON d.name = c.name WHERE c.name = ?",
+            (name,),
+        ).fetchone()
     if row is None:
         return None
     out = dict(row)
     out["tags"] = json.loads(out["tags"])
+    out["settings"] = json.loads(out["settings"] or "{}")
+    out["state"] = out["state"] or RUNNING
+    out["modified"] = out["modified"] or out["created"]
     return out
 
 
-def names(store: LocalStore) -> list[str]:
+def names(store: LocalStore, kind: str | None = None) -> list[str]:
+    """The targets' names, sorted; only those of one type (``CLUSTER`` or ``INSTANCE``) when ``kind`` is given."""
     with store.db() as db:
-        return [r["name"] for r in db.execute("SELECT name FROM compute ORDER BY name")]
+        rows = db.execute("SELECT name, type FROM compute ORDER BY name").fetchall()
+    return [r["name"] for r in rows if kind is None or r["type"] == kind]
 
 
 def create(store: LocalStore, name: str, vm_size: str, min_nodes: int, max_nodes: int, idle_seconds: int,
-           tags: dict) -> dict:  # fmt: skip
+           tags: dict, *, kind: str = CLUSTER, settings: dict | None = None) -> dict:  # fmt: skip
+    """Record a new target (an instance starts Running, as Azure's does once created)."""
+    now = time.time()
     with store.write_lock(), store.db() as db:
         if db.execute("SELECT 1 FROM compute WHERE name = ?", (name,)).fetchone():
             raise ComputeConflict(f"Compute target {name!r} already exists.")
         db.execute(
-            "INSERT INTO compute VALUES (?, 'AmlCompute', ?, ?, ?, ?, ?, ?)",
-            (name, vm_size, min_nodes, max_nodes, idle_seconds, time.time(), json.dumps(tags or {})),
+            "INSERT INTO compute VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, kind, vm_size, min_nodes, max_nodes, idle_seconds, now, json.dumps(tags or {})),
         )
+        db.execute("INSERT OR REPLACE INTO compute_details VALUES (?, ?, ?, ?)",
+                   (name, RUNNING, now, json.dumps(settings or {})))  # fmt: skip
     return get(store, name)
 
 
@@ -45,8 +80,66 @@ def update_nodes(store: LocalStore, name: str, min_nodes: int | None, max_nodes:
         for column, value in (("min_nodes", min_nodes), ("max_nodes", max_nodes), ("idle_seconds", idle_seconds)):
             if value is not None:
                 db.execute(f"UPDATE compute SET {column} = ? WHERE name = ?", (int(value), name))
+        _touch(db, name)
+
+
+def set_state(store: LocalStore, name: str, state: str) -> None:
+    """An instance's power state: ``RUNNING`` or ``STOPPED``."""
+    with store.write_lock(), store.db() as db:
+        _touch(db, name)
+        db.execute("UPDATE compute_details SET state = ? WHERE name = ?", (state, name))
+
+
+def _touch(db, name: str) -> None:
+    db.execute("INSERT OR IGNORE INTO compute_details VALUES (?, ?, ?, '{}')", (name, RUNNING, time.time()))
+    db.execute("UPDATE compute_details SET modified = ? WHERE name = ?", (time.time(), name))
 
 
 def delete(store: LocalStore, name: str) -> None:
     with store.write_lock(), store.db() as db:
         db.execute("DELETE FROM compute WHERE name = ?", (name,))
+        db.execute("DELETE FROM compute_details WHERE name = ?", (name,))
+
+
+# --- nodes and the runs on them ---------------------------------------------------------------------------
+
+
+def note_holders(locks: list, run_id: str) -> None:
+    """Write ``run_id`` beside each node lock the run has just taken (what :func:`busy_nodes` reads)."""
+    for lock in locks:
+        Path(lock.lock_file).with_suffix(".run").write_text(run_id)
+
+
+def busy_nodes(store: LocalStore, name: str, max_nodes: int) -> dict[int, str | None]:
+    """``{node index: id of the run holding it}`` for each node a run holds now (None: the holder wrote no id)."""
+    busy = {}
+    for index, lock in enumerate(store.compute_slot_locks(name, max_nodes)):
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:  # a run holds this node
+            holder = None
+            with contextlib.suppress(OSError):
+                holder = Path(lock.lock_file).with_suffix(".run").read_text().strip() or None
+            busy[index] = holder
+        else:
+            lock.release()
+    return busy
+
+
+def active_runs(store: LocalStore, name: str, include_sweeps: bool = False) -> list[dict]:
+    """The specs of the runs submitted to this target that have not ended, oldest first (as recorded: a caller that
+    must know a run is really alive reads its status through ``execution.watch``).  A sweep's parent holds no node:
+    it is left out unless ``include_sweeps``; its children are in."""
+    with store.db() as db:
+        rows = db.execute(
+            f"SELECT run_id FROM run_status WHERE status NOT IN ({', '.join('?' * len(TERMINAL))})", TERMINAL
+        ).fetchall()
+    specs = []
+    for row in rows:
+        try:
+            spec = run_records.spec_of(store, row["run_id"])
+        except run_records.RunNotFound:  # being created this moment
+            continue
+        if spec.get("target") == name and (include_sweeps or spec.get("type") != "hyperdrive"):
+            specs.append(spec)
+    return sorted(specs, key=lambda spec: spec.get("created", 0))

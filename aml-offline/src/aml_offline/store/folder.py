@@ -11,7 +11,7 @@ Layout of the folder (``.azureml-local/`` in the project folder, or ``AZUREML_LO
                      outbox (SQLite)
     runs/<run id>/   a run's working folder (snapshot of the source), spec and live files
     services/<name>/ a web service's app folder (scoring code, azureml-models/), keys, log
-    locks/           file locks: one for writes, and compute-node slots
+    locks/           file locks: one for writes, and compute-node slots (beside each, the run holding it)
 
 Every write goes through :meth:`LocalStore.write_lock`.  It is one lock file
 shared by all processes using the folder, held through one lock object per
@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS file_hashes (url TEXT PRIMARY KEY, sha256 TEXT NOT NU
 CREATE TABLE IF NOT EXISTS compute (
     name TEXT PRIMARY KEY, type TEXT NOT NULL, vm_size TEXT NOT NULL, min_nodes INTEGER NOT NULL,
     max_nodes INTEGER NOT NULL, idle_seconds INTEGER NOT NULL, created REAL NOT NULL, tags TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS compute_details (
+    name TEXT PRIMARY KEY, state TEXT NOT NULL, modified REAL NOT NULL, settings TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY, compute_type TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER NOT NULL,
     folder TEXT NOT NULL, auth_enabled INTEGER NOT NULL, models TEXT NOT NULL, created REAL NOT NULL,
