@@ -16,11 +16,13 @@ OUT = Path(__file__).resolve().parent / "coverage.md"
 
 def pairs():
     from azureml.core import Dataset as AzDataset
+    from azureml.core import Environment as AzEnvironment
     from azureml.core import Experiment as AzExperiment
     from azureml.core import Model as AzModel
     from azureml.core import Run as AzRun
     from azureml.core import Workspace as AzWorkspace
     from azureml.core.compute import AmlCompute as AzAmlCompute
+    from azureml.core.compute import ComputeInstance as AzComputeInstance
     from azureml.core.compute import ComputeTarget as AzComputeTarget
     from azureml.core.webservice import Webservice as AzWebservice
     from azureml.data import FileDataset as AzFileDataset
@@ -29,6 +31,7 @@ def pairs():
 
     from aml_offline import facade
     from aml_offline.facade.datasets import FileDataset
+    from aml_offline.facade.environments import Environment
     from aml_offline.facade.runtime.azureml_local_run import LocalScriptRun
 
     return [
@@ -41,8 +44,10 @@ def pairs():
         ("azureml.core.Webservice", AzWebservice, facade.Webservice),
         ("azureml.core.Dataset", AzDataset, facade.Dataset),
         ("azureml.data.FileDataset", AzFileDataset, FileDataset),
+        ("azureml.core.Environment", AzEnvironment, Environment),
         ("azureml.core.ComputeTarget", AzComputeTarget, facade.ComputeTarget),
         ("azureml.core.compute.AmlCompute", AzAmlCompute, facade.AmlCompute),
+        ("azureml.core.compute.ComputeInstance", AzComputeInstance, facade.ComputeInstance),
         ("azureml.widgets.RunDetails", AzRunDetails, facade.RunDetails),
     ]
 
@@ -86,7 +91,11 @@ def instance_attributes(twin) -> set[str]:
 
 
 def implemented(twin, name: str) -> bool:
-    """Defined by the twin itself (not answered by its 'not available offline' fallback)."""
+    """Defined by the twin itself (not answered by its 'not available offline' fallback, nor marked as needing
+    Azure: a twin that subclasses the SDK's class, such as ``Environment``, marks the methods it cannot serve)."""
+    found = inspect.getattr_static(twin, name, None)
+    if getattr(getattr(found, "__func__", found), "__not_available_offline__", False):
+        return False
     return any(name in klass.__dict__ for klass in twin.__mro__ if klass is not object) or (
         name in instance_attributes(twin)
     )

@@ -119,10 +119,11 @@ def test_local_without_config_puts_the_twin_behind_azureml_core(tmp_path):
     assert result.returncode == 0, result.stderr
     out = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert out["MODE"] == "local"
-    for twin in ("Workspace", "Run", "Model", "ComputeTarget", "AmlCompute", "Webservice", "HyperDriveRun"):
+    for twin in ("Workspace", "Run", "Model", "ComputeTarget", "AmlCompute", "Webservice", "HyperDriveRun",
+                 "Environment"):  # fmt: skip
         assert out[twin].startswith("aml_offline."), (twin, out[twin])
     assert out["RunDetails"] == "aml_offline.run_details"
-    for config in ("Environment", "ScriptRunConfig", "InferenceConfig", "AciWebservice", "HyperDriveConfig"):
+    for config in ("ScriptRunConfig", "InferenceConfig", "AciWebservice", "HyperDriveConfig"):
         assert out[config].startswith("azureml."), (config, out[config])
     assert out["own"] == "azureml.core.run"  # azureml-core's own code keeps its classes
     assert result.stdout.count("Local mode (no config.json in") == 1 and str(tmp_path / "ws") in result.stdout

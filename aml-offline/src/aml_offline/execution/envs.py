@@ -32,6 +32,7 @@ from that folder alone and needs no network.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -195,6 +196,11 @@ def ensure(env: dict, say, *, store=None, owner: str | None = None, check=None) 
         os.replace(marker, done)
         say(f"Built environment {env['name']!r} in {time.time() - start:.0f} s")
         return py
+
+
+def can_build() -> bool:
+    """Whether environments can be built here: uv, the optional extra ``envs``, is installed."""
+    return importlib.util.find_spec("uv") is not None
 
 
 def _uv(env: dict) -> str:

@@ -16,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from aml_offline.facade import workspace
-from aml_offline.facade.compute import AmlCompute, ComputeTarget
+from aml_offline.facade.compute import AmlCompute, ComputeInstance, ComputeTarget
 from aml_offline.facade.datasets import Dataset
 from aml_offline.facade.datastores import Datastore
+from aml_offline.facade.environments import Environment
 from aml_offline.facade.models import Model, Webservice
 from aml_offline.facade.runs import Experiment, HyperDriveRun, Run
 from aml_offline.facade.widgets import RunDetails
@@ -28,16 +29,19 @@ from aml_offline.store import default_root
 TWINS: dict[str, dict[str, type]] = {
     "azureml.core": {"Workspace": Workspace, "Experiment": Experiment, "Run": Run, "Model": Model,
                      "Dataset": Dataset, "ComputeTarget": ComputeTarget, "Webservice": Webservice,
-                     "Datastore": Datastore},
+                     "Datastore": Datastore, "Environment": Environment},
+    "azureml.core.environment": {"Environment": Environment},
     "azureml.core.datastore": {"Datastore": Datastore},
     "azureml.core.workspace": {"Workspace": Workspace},
     "azureml.core.experiment": {"Experiment": Experiment},
     "azureml.core.run": {"Run": Run},
     "azureml.core.model": {"Model": Model},
     "azureml.core.dataset": {"Dataset": Dataset},
-    "azureml.core.compute": {"ComputeTarget": ComputeTarget, "AmlCompute": AmlCompute},
+    "azureml.core.compute": {"ComputeTarget": ComputeTarget, "AmlCompute": AmlCompute,
+                             "ComputeInstance": ComputeInstance},
     "azureml.core.compute.compute": {"ComputeTarget": ComputeTarget},
     "azureml.core.compute.amlcompute": {"AmlCompute": AmlCompute},
+    "azureml.core.compute.computeinstance": {"ComputeInstance": ComputeInstance},
     "azureml.core.webservice": {"Webservice": Webservice},
     "azureml.core.webservice.webservice": {"Webservice": Webservice},
     "azureml.train.hyperdrive": {"HyperDriveRun": HyperDriveRun},

@@ -17,10 +17,13 @@ from urllib.parse import urlparse
 from azureml.core import Dataset as AzureDataset
 from azureml.data import FileDataset as AzureFileDataset
 from azureml.data import TabularDataset as AzureTabularDataset
+from azureml.data.data_reference import DataReference
+from azureml.data.datapath import DataPath
 from azureml.data.dataset_consumption_config import DatasetConsumptionConfig as AzureConsumption
 from azureml.exceptions import UserErrorException
 
 from aml_offline.execution import data as local_data
+from aml_offline.facade import datastores
 from aml_offline.facade._base import Offline, not_available, warn_ignored
 from aml_offline.records import datasets as dataset_records
 from aml_offline.store import LocalStore
@@ -362,8 +365,6 @@ class FileDatasetFactory:
 
 
 def _datastore_pair(target):
-    from azureml.data.datapath import DataPath
-
     if isinstance(target, DataPath):
         return target._datastore, target.path_on_datastore
     if isinstance(target, tuple) and len(target) == 2:
@@ -376,9 +377,6 @@ def _datastore_pair(target):
 def _paths(path, validate: bool, where: str) -> list[str]:
     """URLs and local paths as given; ``(datastore, path)`` pairs, ``DataPath`` and ``DataReference`` as the local
     workspace's files they name (a glob such as 'folder/**' or 'data/*.csv' is resolved now)."""
-    from azureml.data.data_reference import DataReference
-    from azureml.data.datapath import DataPath
-
     items = [path] if isinstance(path, str | Path | tuple | DataPath | DataReference) else list(path)
     out = []
     for p in items:
@@ -397,9 +395,7 @@ def _paths(path, validate: bool, where: str) -> list[str]:
 
 
 def resolve_datastore_path(datastore, path) -> list[str]:
-    from aml_offline.facade.datastores import resolve
-
-    return resolve(datastore, path)
+    return datastores.resolve(datastore, path)
 
 
 class Dataset(Offline):

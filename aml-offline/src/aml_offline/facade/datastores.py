@@ -158,7 +158,7 @@ class Datastore(Offline):
         return count
 
     def _copy_in(self, pairs, target_path, overwrite, show_progress) -> None:
-        prefix = _relative(target_path or "")
+        prefix = relative_path(target_path or "")
         if show_progress:
             print(f"Uploading an estimated of {len(pairs)} files")
         count = 0
@@ -209,7 +209,7 @@ for _kind in ("azure_sql_database", "azure_postgre_sql", "azure_my_sql", "dbfs",
     setattr(Datastore, f"register_{_kind}", _unavailable(_kind))
 
 
-def _relative(path: str) -> str:
+def relative_path(path: str) -> str:
     text = str(path).replace("\\", "/").strip("/")
     if any(part == ".." for part in text.split("/")):
         raise UserErrorException(f"Datastore path {path!r} must stay inside the datastore (no '..').")
@@ -230,7 +230,7 @@ def resolve(datastore, path: str | None) -> list[str]:
             f"{datastore!r} is not a datastore of the local workspace: get it with ws.get_default_datastore() or "
             "Datastore.get(ws, name) after aml_offline.activate()."
         )
-    rel = _relative(path or "")
+    rel = relative_path(path or "")
     root = datastore._folder
     if not any(c in rel for c in "*?["):
         target = root / rel

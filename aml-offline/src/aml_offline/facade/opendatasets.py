@@ -17,7 +17,9 @@ Any other open dataset raises :class:`~aml_offline.offline.NotAvailableOffline` 
 
 from __future__ import annotations
 
+from aml_offline.facade.datasets import FileDataset, TabularDataset
 from aml_offline.offline import not_available
+from aml_offline.store import LocalStore
 
 MNIST_BASE = "https://azureopendatastorage.azurefd.net/mnist/"
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
@@ -32,8 +34,6 @@ class MNIST:
 
     @classmethod
     def get_file_dataset(cls, enable_telemetry: bool = True):
-        from aml_offline.facade.datasets import FileDataset
-
         return FileDataset([MNIST_BASE + name for name in MNIST_FILES])
 
     @classmethod
@@ -67,9 +67,6 @@ class Diabetes:
 
     @classmethod
     def get_tabular_dataset(cls, enable_telemetry: bool = True):
-        from aml_offline.facade.datasets import TabularDataset
-        from aml_offline.store import LocalStore
-
         target = LocalStore.get().root / "opendatasets" / "diabetes" / "diabetes.parquet"
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)

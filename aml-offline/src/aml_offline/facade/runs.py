@@ -39,6 +39,7 @@ from aml_offline.execution.supervisor import start_supervisor
 from aml_offline.execution.sweeper import SYSTEM_TAG
 from aml_offline.facade._base import Offline, not_available, warn_ignored
 from aml_offline.facade.datasets import DatasetConsumptionConfig, FileDataset, resolve_datastore_path
+from aml_offline.facade.datastores import Datastore, relative_path
 from aml_offline.facade.environments import environment_spec
 from aml_offline.facade.models import Model
 from aml_offline.records import compute as compute_records
@@ -904,11 +905,16 @@ def _worker_count(workspace, rc, target: str) -> int:
         )
     workers = int(rc.tensorflow.worker_count)
     if target != "local":
-        max_nodes = compute_records.get(workspace._store, target)["max_nodes"]
-        if workers > max_nodes:
+        row = compute_records.get(workspace._store, target)
+        if row["type"] == compute_records.INSTANCE and workers > row["max_nodes"]:
             raise UserErrorException(
-                f"worker_count={workers} needs {workers} nodes, but cluster {target!r} has max_nodes={max_nodes}: "
-                "ask for fewer workers or scale the cluster up (notebook 02-compute)."
+                f"worker_count={workers} needs {workers} nodes, but compute instance {target!r} has one: ask for "
+                "one worker, or submit to a cluster (AmlCompute) with max_nodes >= worker_count."
+            )
+        if workers > row["max_nodes"]:
+            raise UserErrorException(
+                f"worker_count={workers} needs {workers} nodes, but cluster {target!r} has max_nodes={row['max_nodes']}"
+                ": ask for fewer workers or scale the cluster up (notebook 02-compute)."
             )
     return workers
 
@@ -937,27 +943,32 @@ def _encode_argument(arg, workspace=None):
 def _output_spec(output: OutputFileDatasetConfig, workspace) -> dict:
     """Where the run writes an ``OutputFileDatasetConfig``: its destination folder in a datastore (Azure's default:
     ``workspaceblobstore``, ``dataset/{run-id}/{output-name}``); ``{run-id}`` is filled in when the run starts."""
-    from aml_offline.facade.datastores import Datastore, _relative
-
     if output.destination:
         datastore, path = output.destination[0], output.destination[1] if len(output.destination) > 1 else ""
         if isinstance(datastore, str):
             datastore = Datastore(workspace, datastore)
     else:
         datastore, path = Datastore.get_default(workspace), "dataset/{run-id}/{output-name}"
-    path = _relative(str(path).replace("{output-name}", output.name))
+    path = relative_path(str(path).replace("{output-name}", output.name))
     reg = getattr(output, "_registration", None)
     register = {"name": reg.name, "description": reg.description, "tags": reg.tags or {}} if reg else None
     return {"name": output.name, "folder": str(datastore._folder / path), "register": register}
 
 
 def _target_name(workspace, target) -> str:
+    """Where the run goes: "local" (azureml-core's default: this machine, no queue; also what a ``LocalTarget`` and
+    ``compute_target="local"`` name), or a cluster or compute instance of the workspace (a twin, or its name)."""
     name = getattr(target, "name", target) or "local"
-    if name != "local" and compute_records.get(workspace._store, name) is None:
+    if name == "local":
+        return name
+    row = compute_records.get(workspace._store, name)
+    if row is None:
         raise UserErrorException(
             f"Compute target {name!r} does not exist in the local workspace: create it first "
-            "(notebook 02-compute) or use 'local'."
+            "(ComputeTarget.create) or use 'local'."
         )
+    if row["type"] == compute_records.INSTANCE and row["state"] != compute_records.RUNNING:
+        raise UserErrorException(f"Compute instance {name!r} is {row['state']}: start it first (instance.start()).")
     return name
 
 

@@ -11,8 +11,9 @@ from aml_offline.facade._base import Offline, warn_ignored
 from aml_offline.facade.compute import ComputeTarget
 from aml_offline.facade.datasets import Dataset
 from aml_offline.facade.datastores import Datastore
+from aml_offline.facade.environments import Environment
 from aml_offline.facade.models import Model, Webservice
-from aml_offline.facade.runs import Experiment
+from aml_offline.facade.runs import Experiment, Run
 from aml_offline.store import LocalStore
 
 NAME = "local-workspace"
@@ -65,6 +66,11 @@ class Workspace(Offline):
         return Dataset.get_all(self)
 
     @property
+    def environments(self) -> dict:
+        """``{name: Environment}``: the curated environments and the registered ones (``Environment.list``)."""
+        return Environment.list(self)
+
+    @property
     def datastores(self) -> dict:
         return Datastore.list(self)
 
@@ -94,8 +100,6 @@ class Workspace(Offline):
 
     def get_run(self, run_id):
         """The run with this id, in whichever experiment it is (``Run.get(ws, run_id)``)."""
-        from aml_offline.facade.runs import Run
-
         return Run.get(self, run_id)
 
     def get_mlflow_tracking_uri(self, _with_auth=False) -> str:
