@@ -16,6 +16,7 @@ OUT = Path(__file__).resolve().parent / "coverage.md"
 
 def pairs():
     from azureml.core import Dataset as AzDataset
+    from azureml.core import Datastore as AzDatastore
     from azureml.core import Environment as AzEnvironment
     from azureml.core import Experiment as AzExperiment
     from azureml.core import Model as AzModel
@@ -26,11 +27,14 @@ def pairs():
     from azureml.core.compute import ComputeTarget as AzComputeTarget
     from azureml.core.webservice import Webservice as AzWebservice
     from azureml.data import FileDataset as AzFileDataset
+    from azureml.data import TabularDataset as AzTabularDataset
+    from azureml.data.azure_storage_datastore import AzureBlobDatastore as AzBlobDatastore
     from azureml.train.hyperdrive import HyperDriveRun as AzHyperDriveRun
     from azureml.widgets import RunDetails as AzRunDetails
 
     from aml_offline import facade
-    from aml_offline.facade.datasets import FileDataset
+    from aml_offline.facade.datasets import FileDataset, TabularDataset
+    from aml_offline.facade.datastores import Datastore
     from aml_offline.facade.environments import Environment
     from aml_offline.facade.runtime.azureml_local_run import LocalScriptRun
 
@@ -44,6 +48,9 @@ def pairs():
         ("azureml.core.Webservice", AzWebservice, facade.Webservice),
         ("azureml.core.Dataset", AzDataset, facade.Dataset),
         ("azureml.data.FileDataset", AzFileDataset, FileDataset),
+        ("azureml.data.TabularDataset", AzTabularDataset, TabularDataset),
+        ("azureml.core.Datastore", AzDatastore, Datastore),
+        ("azureml.data.AzureBlobDatastore (what Datastore.get returns)", AzBlobDatastore, Datastore),
         ("azureml.core.Environment", AzEnvironment, Environment),
         ("azureml.core.ComputeTarget", AzComputeTarget, facade.ComputeTarget),
         ("azureml.core.compute.AmlCompute", AzAmlCompute, facade.AmlCompute),

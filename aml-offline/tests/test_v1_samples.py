@@ -1,11 +1,12 @@
 """The ``aml-offline`` command and the pytest plugin on notebooks written like Microsoft's public SDK v1 samples.
 
-``v1_samples/`` holds three of them (a script run with a registered model; a HyperDrive sweep on a cluster with
-get_best_run_by_primary_metric; Model.deploy with keys, service.run and a raw requests.post), with nothing of this
-repository in them.  Each runs unmodified through ``aml-offline run`` (what ``make notebook NB=...`` calls), from a
-copy in a folder of its own (their ``%%writefile`` cells write there, as in a user's project), in a workspace the
-command finds there.  The pytest plugin's route is ``test_standalone.py``'s, in an environment without the
-walkthrough; here its scopes are checked on two small notebooks.
+``v1_samples/`` holds them, one per area (a script run with a registered model; a HyperDrive sweep; Model.deploy
+with keys; environments; compute targets; a datastore upload and train; tabular datasets; the logging API; Open
+Datasets with MLflow), with nothing of this repository in them.  Each runs unmodified through ``aml-offline run``
+(what ``make notebook NB=...`` calls), from a copy in a folder of its own (their ``%%writefile`` cells write there,
+as in a user's project), in a workspace the command finds there.  The pytest plugin's route is
+``test_standalone.py``'s, in an environment without the walkthrough; here its scopes are checked on two small
+notebooks.
 """
 
 from __future__ import annotations

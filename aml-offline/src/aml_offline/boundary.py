@@ -158,13 +158,14 @@ def _activate(path, _file_name) -> str:
         why = "AZUREML_MODE=local" if os.environ.get("AZUREML_MODE", "").strip().lower() == "local" else (
             f"no config.json in {Path(path or '.').absolute()} or its parents")  # fmt: skip
         _say(
-            f"Local mode ({why}): azureml.core's Workspace, Experiment, Run, Model, Dataset, ComputeTarget and "
-            f"Webservice{' and azure.ai.ml' + chr(39) + 's MLClient' if v2 else ''} are the offline local workspace "
-            f"in {folder}. A config.json (or AZUREML_MODE=azure) uses Azure ML instead."
+            f"Local mode ({why}): azureml.core's Workspace and what it holds (experiments and runs, datasets and "
+            f"datastores, environments, compute, models and web services){V2_PART if v2 else ''} are the offline "
+            f"local workspace in {folder}. A config.json (or AZUREML_MODE=azure) uses Azure ML instead."
         )
     return mode
 
 
+V2_PART = " and azure.ai.ml's MLClient"
 OPEN_DATASETS = "azureml.opendatasets"
 _stood_in: set[str] = set()
 

@@ -164,7 +164,10 @@ class TabularDataset(Offline):
 
     def __init__(self, paths, read, name=None, version=None, description=None, tags=None, workspace=None):
         self._paths, self._read = list(paths), dict(read)
-        self.name, self.version, self.description, self.tags = name, version, description, tags or {}
+        self.name = name
+        self.version = version
+        self.description = description
+        self.tags = tags or {}
         self._workspace = workspace
 
     @property

@@ -40,12 +40,15 @@ class Datastore(Offline):
                 f"Datastore {name!r} was not found in the local workspace (its datastores: {known}). Register it "
                 "first (Datastore.register_azure_blob_container) or use ws.get_default_datastore()."
             ) from None
-        self.workspace, self.name = workspace, name
+        self.workspace = workspace
+        self.name = name
         self.datastore_type = record.get("datastore_type", "AzureBlob")
         self.container_name = record.get("container_name")
         self.account_name = record.get("account_name", "local")
-        self.protocol, self.endpoint = "https", "core.windows.net"
-        self.sas_token = self.account_key = None  # never kept offline
+        self.protocol = "https"
+        self.endpoint = "core.windows.net"
+        self.sas_token = None  # never kept offline
+        self.account_key = None
         return self
 
     def __init__(self, workspace, name=None):
@@ -108,6 +111,21 @@ class Datastore(Offline):
     def path(self, path=None, data_reference_name=None):
         """A ``DataReference`` to ``path`` in this datastore (``.as_mount()`` / ``.as_download()`` for a run)."""
         return DataReference(datastore=self, data_reference_name=data_reference_name, path_on_datastore=path)
+
+    def as_mount(self):
+        """The whole datastore, mounted for a run (``datastore.path().as_mount()``)."""
+        return self.path().as_mount()
+
+    def as_download(self, path_on_compute=None):
+        return self.path().as_download(path_on_compute=path_on_compute)
+
+    def as_upload(self, path_on_compute=None):
+        raise not_available(
+            "Datastore.as_upload", "use OutputFileDatasetConfig(destination=(datastore, 'path')) for a run's output"
+        )
+
+    def is_sas(self) -> bool:
+        return False  # no credential is kept offline
 
     def upload(self, src_dir, target_path=None, overwrite=False, show_progress=True):
         """Copy the folder ``src_dir`` into ``target_path``; existing files are skipped unless ``overwrite``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from azureml.core import Workspace as AzureWorkspace
@@ -69,6 +70,11 @@ class Workspace(Offline):
     def environments(self) -> dict:
         """``{name: Environment}``: the curated environments and the registered ones (``Environment.list``)."""
         return Environment.list(self)
+
+    @property
+    def _workspace_id(self) -> str:
+        """A stable id for this workspace folder (Microsoft's compute-instance sample builds names from it)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, self._store.root.resolve().as_uri()))
 
     @property
     def datastores(self) -> dict:
