@@ -20,7 +20,7 @@ NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 'aml-offline/tests/*.ipynb
 
 NB ?=
 
-.PHONY: help install run notebook test test-browser chromium lint lab mlflow-ui reset bench bench-serve clean lock lock-upgrade wheelhouse
+.PHONY: help install run notebook test test-browser chromium lint lab kernel preflight mlflow-ui reset bench bench-serve clean lock lock-upgrade wheelhouse
 
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
@@ -29,6 +29,8 @@ help:
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
 	@echo "make test-browser - run every notebook in JupyterLab in Chromium, check what renders, save screenshots"
 	@echo "make lab   - open JupyterLab on the project's environment"
+	@echo "make kernel - register .venv as the Jupyter kernel '$(KERNEL_DISPLAY_NAME)' (pick it on an Azure ML compute instance)"
+	@echo "make preflight - instructors: run the walkthrough on Azure ML with the smallest settings, clean up, write a dated report"
 	@echo "make bench - time training: the original script's port against ours, 1 worker against 2"
 	@echo "make bench-serve - measure the local web service: requests/s and latency"
 	@echo "make mlflow-ui - browse the local workspace's runs and models in the MLflow UI"
@@ -90,6 +92,20 @@ lint: $(STAMP)
 
 lab: $(STAMP)
 	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+# The project's environment as a Jupyter kernel of this user (an Azure ML compute instance's JupyterLab lists it):
+# each notebook's first cell names it when it runs in a kernel without the project.
+KERNEL_NAME := azureml-keras-mnist
+KERNEL_DISPLAY_NAME := Python (azureml-keras-mnist)
+
+kernel: $(STAMP)
+	$(PY) -m ipykernel install --user --name $(KERNEL_NAME) --display-name "$(KERNEL_DISPLAY_NAME)"
+	@echo "In JupyterLab: Kernel > Change Kernel > $(KERNEL_DISPLAY_NAME)"
+
+# Instructors, before the day: the walkthrough on Azure ML (a workspace config.json is needed) with the smallest
+# settings; deletes what it created and writes a dated report to build/preflight/ (docs/instructors.md).
+preflight: $(STAMP)
+	$(PY) -m helpers.preflight
 
 reset: $(STAMP)
 	$(VENV)/bin/aml-offline reset --yes
