@@ -239,8 +239,6 @@ def test_what_the_local_workspace_does_not_do_raises_not_available_naming_it(ml,
         ml.jobs.archive("x")
     with pytest.raises(AttributeError, match="jbos"):
         ml.jbos  # noqa: B018  (a typo stays a typo)
-    with pytest.raises(NotAvailableOffline, match="need Docker"):
-        ml.online_endpoints.begin_create_or_update(ManagedOnlineEndpoint(name="docker-ep"), local=True)
 
 
 def test_activate_makes_azure_ai_ml_mlclient_the_local_workspaces(tmp_path, monkeypatch):

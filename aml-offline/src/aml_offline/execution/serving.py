@@ -8,6 +8,11 @@ server needs), ``keys.json``, ``endpoint.json`` (the port, once bound) and
 ``service.log``.  The server (``runtime/azureml_local_serving.py``) runs Azure
 ML's own inference server; it is started in a session of its own and recorded
 in the ledger, and everything about stopping it goes through the ledger.
+
+An MLflow model deployed without code (Azure's no-code deployment) is served the
+same way, by the scoring script Azure would generate for it, here
+``runtime/azureml_mlflow_score.py``: it loads the model with MLflow's own
+``mlflow.pyfunc.load_model``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from aml_offline.execution import ledger, snapshot
 from aml_offline.store import LocalStore, read_json, write_json
 
 SERVER = Path(__file__).resolve().parent / "runtime" / "azureml_local_serving.py"
+#: The scoring script of an MLflow model deployed without code (Azure generates one; this is the local one)
+MLFLOW_SCORING_SCRIPT = Path(__file__).resolve().parent / "runtime" / "azureml_mlflow_score.py"
 
 
 #: Calls to a local server never go through a proxy: with HTTP_PROXY set and no NO_PROXY, urllib would send
@@ -38,19 +45,26 @@ class ServingError(RuntimeError):
     """The service cannot be laid out or started; the message names the file or port."""
 
 
-def lay_out(store: LocalStore, name: str, source: Path, entry_script: str, models: list[dict]) -> dict:
+def lay_out(store: LocalStore, name: str, source: Path | None, entry_script: str, models: list[dict]) -> dict:
     """Copy the source and the models into a fresh service folder; returns the paths the server needs.
 
-    ``models`` are model records (``name``, ``version``, ``source``).
+    ``models`` are model records (``name``, ``version``, ``source``).  Without a source folder (an MLflow model
+    deployed without code), ``entry_script`` is the path of a generated scoring script, copied in alone.
     """
     folder = store.service_dir(name)
     shutil.rmtree(folder, ignore_errors=True)
     app_root = folder / "app"
-    try:
-        snapshot.check_size(source, skip=[store.root])
-    except snapshot.SnapshotError as exc:
-        raise ServingError(str(exc)) from None
-    snapshot.copy_snapshot(source, app_root, skip=[store.root])
+    if source is None:
+        app_root.mkdir(parents=True)
+        shutil.copyfile(entry_script, app_root / Path(entry_script).name)
+        entry_script = Path(entry_script).name
+        source = app_root
+    else:
+        try:
+            snapshot.check_size(source, skip=[store.root])
+        except snapshot.SnapshotError as exc:
+            raise ServingError(str(exc)) from None
+        snapshot.copy_snapshot(source, app_root, skip=[store.root])
     entry = (app_root / entry_script).resolve()
     if not entry.is_file():
         shutil.rmtree(folder, ignore_errors=True)
