@@ -118,3 +118,16 @@ def test_a_run_reads_a_datastore_path_and_writes_an_output_that_is_registered_on
     assert (ds._folder / "results" / run.id / "doubled.txt").read_text() == "42"
     dataset = Dataset.get_by_name(ws, "doubled-numbers")
     assert dataset.to_path() == ["/doubled.txt"]
+
+
+def test_open_datasets_offline_and_a_clear_error_for_the_others():
+    from aml_offline.facade import opendatasets
+    from aml_offline.offline import NotAvailableOffline
+
+    frame = opendatasets.Diabetes.get_pandas_dataframe()
+    assert frame.shape == (442, 11) and list(frame.columns)[-1] == "Y"
+    names = [p.rsplit("/", 1)[-1] for p in opendatasets.MNIST.get_file_dataset()._paths]
+    assert names == list(opendatasets.MNIST_FILES)
+    with pytest.raises(NotAvailableOffline, match="NycTlcGreen"):
+        opendatasets.NycTlcGreen  # noqa: B018
+    assert not hasattr(opendatasets, "__skops_probe__") and not hasattr(opendatasets, "anything_else")

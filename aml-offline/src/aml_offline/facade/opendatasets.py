@@ -80,9 +80,19 @@ class Diabetes:
         raise not_available("Diabetes.get_spark_dataframe", "there is no Spark offline: use get_pandas_dataframe()")
 
 
+#: The other datasets azureml-opendatasets exports (its __init__): asked for, they raise NotAvailableOffline naming
+#: them; any other name is an AttributeError, as on a real module (scanners such as skops probe modules' names)
+REAL_ONLY = (
+    "BostonSafety", "ChicagoSafety", "NewYorkCitySafety", "SanFranciscoSafety", "SeattleSafety", "NoaaGfsWeather",
+    "NoaaIsdWeather", "NycTlcFhv", "NycTlcGreen", "NycTlcYellow", "OjSalesSimulated", "PublicHolidays",
+    "SampleDataSet", "UsLaborCPI", "UsLaborEHENational", "UsLaborEHEState", "UsLaborLAUS", "UsLaborLFS",
+    "UsLaborPPICommodity", "UsLaborPPIIndustry", "UsPopulationCounty", "UsPopulationZip", "TaxiGreen",
+)  # fmt: skip
+
+
 def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
+    if name not in REAL_ONLY:
+        raise AttributeError(f"module 'azureml.opendatasets' (the local workspace's) has no attribute {name!r}")
     raise not_available(
         f"azureml.opendatasets.{name}",
         f"the local workspace has offline copies of {', '.join(AVAILABLE)} only; download the data yourself and use "
