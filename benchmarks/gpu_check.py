@@ -6,7 +6,7 @@ The notebooks run these jobs on an Azure GPU cluster; this runs them the same wa
 here, so what they say about GPUs is checked wherever an NVIDIA GPU is at hand:
 
 1. builds each training environment's pip packages into a fresh virtual environment,
-   exactly as its yml lists them (``scripts/keras-env.yml``: ``tensorflow[and-cuda]``,
+   exactly as its yml lists them (``scripts/keras-gpu-env.yml``, what a GPU cluster gets: ``tensorflow[and-cuda]``,
    ``jax[cuda12]``...; ``scripts/chainer-env.yml``, with the ``setuptools<70`` build pin
    that ``scripts/chainer.Dockerfile`` gives pip on Azure), with ``uv``;
 2. runs, each in that environment: ``scripts/keras_mnist.py`` as one process (Keras on
@@ -44,7 +44,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 SCRIPTS = PROJECT / "scripts"
 sys.path.insert(0, str(PROJECT))
 
-KERAS_ENV = SCRIPTS / "keras-env.yml"
+KERAS_ENV = SCRIPTS / "keras-gpu-env.yml"  # what the notebooks run on a GPU cluster
 CHAINER_ENV = SCRIPTS / "chainer-env.yml"
 CHAINER_DOCKERFILE = SCRIPTS / "chainer.Dockerfile"
 NOT_PIP = {"python", "pip"}

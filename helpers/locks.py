@@ -18,10 +18,21 @@ The locks (all in ``locks/``, all hash-checked, all for Python 3.11 on Linux and
   project's lock does not satisfy (today the Chainer job's): the local workspace
   builds that environment from it (``aml-offline/src/aml_offline/execution/envs.py``).  The scoring
   and training environments are satisfied by the project's own, so they get none.
+- ``locks/azure/<environment>.txt`` for every ``scripts/*-env.yml``: the environment as Azure ML builds it, its
+  pip packages as written (``azureml-defaults`` and the CUDA extras included, where the local workspace stands
+  ``azureml-core`` in for the first and ignores the second), resolved for Linux x86-64 and Python 3.11 (Azure ML's
+  base images: x86-64 Ubuntu 22.04).  Every package the local workspace also runs that environment with is at the
+  local version (the project's lock, or the environment's own lock above), so a local run and an Azure run use the
+  same versions; the rest (``azureml-defaults``' own packages, NVIDIA's CUDA libraries) are Azure's alone.  These
+  locks prove the environment resolves on Azure's platform and record what its image holds: nothing here installs
+  them (they are not in the wheelhouse), and Azure's pip resolves the yml afresh when it builds the image.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +58,12 @@ EXPORTS = {
     PACKAGE_LOCK: ["--package", "aml-offline", *PACKAGE_EXTRAS],
 }
 EXPORT_FLAGS = ["--frozen", "--no-emit-workspace", "--quiet"]
+#: The job and inference environments as Azure ML builds them (see the module's docstring)
+AZURE_LOCKS = LOCKS / "azure"
+#: The platform of Azure ML's base images the notebooks build on: x86-64 Ubuntu 22.04, whose glibc is 2.35
+AZURE_PLATFORM = "x86_64-manylinux_2_35"
+#: conda packages that are the conda environment itself, not packages pip installs
+CONDA_ONLY = {"python", "pip"}
 
 
 def env_files() -> list[Path]:
@@ -108,21 +125,30 @@ def _run(command: list, **kwargs) -> None:
     subprocess.run([str(c) for c in command], check=True, cwd=ROOT, **kwargs)
 
 
-def compile_lock(requirements: list[str], out: Path, header: str = "", upgrade: bool = False) -> None:
-    """Lock ``requirements`` into ``out`` for Python 3.11 on every platform, with hashes.  Versions
-    already in ``out`` are kept unless ``upgrade`` (``uv pip compile`` prefers them)."""
+def compile_lock(requirements: list[str], out: Path, header: str = "", upgrade: bool = False,
+                 platform: str | None = None, versions: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Lock ``requirements`` into ``out`` for Python 3.11, with hashes: on every platform, or on ``platform`` alone
+    (uv's ``--python-platform``).  ``versions`` (``{name: version}``) are taken whenever the package is needed.
+    Versions already in ``out`` are kept unless ``upgrade`` (``uv pip compile`` prefers them)."""
     from aml_offline import environments as envs
 
     out.parent.mkdir(parents=True, exist_ok=True)
     constraints = out.parent / f".{out.stem}.build-constraints.txt"
     constraints.write_text("\n".join(envs.BUILD_CONSTRAINTS) + "\n")
+    pinned = out.parent / f".{out.stem}.versions.txt"
+    pinned.write_text("".join(f"{name}=={version}\n" for name, version in sorted((versions or {}).items())))
     try:
-        flags = ["--universal", "--python-version", PYTHON, "--generate-hashes", "--no-header", "--quiet"]
+        target = ["--python-platform", platform] if platform else ["--universal"]
+        flags = [*target, "--python-version", PYTHON, "--generate-hashes", "--no-header", "--quiet"]
         _run([_uv(), "pip", "compile", "-", *flags, "--build-constraint", constraints, "-o", out,
-              *(["--upgrade"] if upgrade else [])], input="\n".join(requirements) + "\n", text=True)  # fmt: skip
+              *(["--constraint", pinned] if versions else []), *(["--upgrade"] if upgrade else [])],
+             input="\n".join(requirements) + "\n", text=True)  # fmt: skip
     finally:
         constraints.unlink(missing_ok=True)
-    out.write_text(header + out.read_text())
+        pinned.unlink(missing_ok=True)
+    # uv names the versions file among the reasons a package is there: it is a temporary file, not a reason
+    body = re.sub(rf"^ *# *(via )?-c \S*{re.escape(pinned.name)}\n", "", out.read_text(), flags=re.M)
+    out.write_text(header + body)
 
 
 def lock_job_env(env: dict, lock: Path, source: Path | None = None, upgrade: bool = False) -> None:
@@ -134,6 +160,69 @@ def lock_job_env(env: dict, lock: Path, source: Path | None = None, upgrade: boo
               f"# requirements key: {envs.requirements_key(env)}\n"
               + "".join(f"#   {line}\n" for line in envs.requirements(env)))  # fmt: skip
     compile_lock(envs.requirements(env), lock, header, upgrade)
+
+
+def azure_requirements(path: Path) -> list[str]:
+    """What Azure's image build installs from a conda file: the conda packages pip also has (``python`` and ``pip``
+    are the conda environment itself), then the pip packages exactly as written."""
+    env = read_env(path)
+    conda = []
+    for spec in env["conda"]:
+        name = spec.split("=")[0].split("<")[0].split(">")[0].strip()
+        if name not in CONDA_ONLY:
+            single = "=" in spec and not any(op in spec for op in ("==", ">=", "<=", "!="))
+            conda.append(spec.replace("=", "==", 1) if single else spec)
+    return [*conda, *env["pip"]]
+
+
+def azure_key(path: Path) -> str:
+    """A hash of what an Azure lock of ``path`` is made from; the lock records it."""
+    from aml_offline import environments as envs
+
+    made_from = {"python": PYTHON, "platform": AZURE_PLATFORM, "requirements": azure_requirements(path),
+                 "build_constraints": envs.BUILD_CONSTRAINTS}  # fmt: skip
+    return hashlib.sha256(json.dumps(made_from, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def azure_lock_path(path: Path, folder: Path | None = None) -> Path:
+    return (folder or AZURE_LOCKS) / f"{read_env(path)['name']}.txt"
+
+
+def local_lock(path: Path) -> Path:
+    """The lock the local workspace runs an environment with: the project's, or the environment's own."""
+    env = read_env(path)
+    return PROJECT_LOCK if not unsatisfied(env) else LOCKS / f"{env['name']}.txt"
+
+
+def lock_azure_env(path: Path, upgrade: bool = False, folder: Path | None = None) -> Path:
+    """Lock ``path``'s environment as Azure ML builds it (see the module's docstring) into ``folder``."""
+    out = azure_lock_path(path, folder)
+    local = local_lock(path)
+    requirements = azure_requirements(path)
+    header = (f"# The environment {read_env(path)['name']!r} ({path.relative_to(ROOT)}) as Azure ML builds it: "
+              "make lock writes this file.\n"
+              f"# Its pip packages as written, resolved for Linux x86-64 ({AZURE_PLATFORM}, as Azure ML's\n"
+              f"# Ubuntu 22.04 base images) and Python {PYTHON}. The packages the local workspace also runs it with\n"
+              f"# are at the versions of {local.relative_to(ROOT)}.\n"
+              f"# azure key: {azure_key(path)}\n" + "".join(f"#   {line}\n" for line in requirements))  # fmt: skip
+    compile_lock(requirements, out, header, upgrade, platform=AZURE_PLATFORM, versions=pins(local))
+    return out
+
+
+def azure_lock_problems(path: Path, folder: Path | None = None) -> list[str]:
+    """Why the Azure lock of ``path`` is out of step (none: it is current), without the network: missing, made
+    from other packages than the yml lists now, or at other versions than the local workspace runs."""
+    lock = azure_lock_path(path, folder)
+    name = lock.relative_to(ROOT) if lock.is_relative_to(ROOT) else lock
+    if not lock.is_file():
+        return [f"{path.name}: {name} is missing (make lock writes it)"]
+    if f"# azure key: {azure_key(path)}\n" not in lock.read_text():
+        return [f"{path.name}: {name} was made from other packages than the file lists now (run make lock)"]
+    locked, local = pins(lock), pins(local_lock(path))
+    moved = sorted(f"{n} {v} (local: {local[n]})" for n, v in locked.items() if n in local and local[n] != v)
+    if moved:
+        return [f"{path.name}: {name} has other versions than {local_lock(path).name}: {', '.join(moved)} (make lock)"]
+    return []
 
 
 def update(upgrade: bool = False) -> None:
@@ -154,6 +243,13 @@ def update(upgrade: bool = False) -> None:
             continue
         lock_job_env(env, lock, path, upgrade)
         print(f"{path.name}: locked in {lock.relative_to(ROOT)}")
+    made = set()
+    for path in env_files():
+        made.add(lock_azure_env(path, upgrade))
+        print(f"{path.name}: as Azure ML builds it, in {azure_lock_path(path).relative_to(ROOT)}")
+    for stale in set(AZURE_LOCKS.glob("*.txt")) - made:
+        stale.unlink()
+        print(f"{stale.relative_to(ROOT)}: no environment file makes it any more, removed")
 
 
 def check() -> list[str]:
@@ -178,6 +274,9 @@ def check() -> list[str]:
             problems.append(f"{path.name}: {lock.relative_to(ROOT)} is missing or was made from other packages")
         elif not unsatisfied(env) and lock.exists():
             problems.append(f"{path.name}: the project's lock satisfies it, but {lock.relative_to(ROOT)} exists")
+        problems += azure_lock_problems(path)
+    for stale in sorted(set(AZURE_LOCKS.glob("*.txt")) - {azure_lock_path(p) for p in env_files()}):
+        problems.append(f"{stale.relative_to(ROOT)}: no scripts/*-env.yml makes it (make lock removes it)")
     return problems
 
 

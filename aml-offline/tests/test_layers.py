@@ -1,8 +1,8 @@
 """The package's layers: each imports only the ones below it, and nothing imports in a circle.
 
-offline, settings, mode, run_details, mlflow_store (0) <- store (1) <- records (2) <- execution (3) <- facade (4),
-facade_v2 (4) <- the package's front (5: __init__, boundary, admin, notebooks, cli, mlflow_ui, environments,
-pytest_plugin).
+offline, settings, mode, run_details, mlflow_store, azure_names (0) <- store (1) <- records (2) <- execution (3)
+<- facade (4), facade_v2 (4) <- the package's front (5: __init__, boundary, admin, notebooks, cli, mlflow_ui,
+environments, pytest_plugin).
 The lower layers stay free of azureml-core and azure-ai-ml; the two facades (SDK v1's in facade/, SDK v2's
 MLClient in facade_v2/) never import each other, azureml only in facade/ and azure.ai.ml only in facade_v2/; and no
 module hides an import inside a function to get around a cycle (the listed exceptions import late on purpose).
@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "aml_offline"
 LAYERS = {"store": 1, "records": 2, "execution": 3, "facade": 4, "facade_v2": 4}
 #: Modules at the package's top: what every layer shares (0), and the front that uses the layers (5)
-TOP_LEVEL = {"offline": 0, "settings": 0, "mode": 0, "run_details": 0, "mlflow_store": 0,
+TOP_LEVEL = {"offline": 0, "settings": 0, "mode": 0, "run_details": 0, "mlflow_store": 0, "azure_names": 0,
              "__init__": 5, "__main__": 5, "boundary": 5, "admin": 5, "notebooks": 5, "cli": 5, "mlflow_ui": 5,
              "environments": 5, "pytest_plugin": 5}  # fmt: skip
 #: Which SDK each facade may import, and no other module (the front's boundary imports neither: it overlays

@@ -5,8 +5,30 @@ virtual environment for it with ``uv`` and keeps it, keyed by what it installs. 
 environments (``<environment name>.txt`` in its ``env-locks`` folder, with the ``requirements key`` line
 :func:`requirements_key` gives) and build them before a workshop with :func:`ensure`.  An environment is the dict
 ``{"name": ..., "pip": [...], "conda": [...]}``.
+
+Names that exist on Azure ML, to check an environment's image and a cluster's size against (dated lists: see
+:mod:`aml_offline.azure_names`): ``BASE_IMAGES``, ``DEPRECATED_IMAGES``, ``VM_SIZES``, ``RETIRED_VM_SIZES``,
+:func:`image_problem`, :func:`base_image`, :func:`deprecated_image`, :func:`vm_size`, :func:`retired_vm_size`
+and :func:`has_gpu`.
 """
 
+from aml_offline.azure_names import (
+    BASE_IMAGES,
+    DEPRECATED_IMAGES,
+    IMAGES_DATE,
+    REGISTRY,
+    RETIRED_VM_SIZES,
+    SOURCES,
+    VM_SIZES,
+    VM_SIZES_DATE,
+    base_image,
+    deprecated_image,
+    has_gpu,
+    image_name,
+    image_problem,
+    retired_vm_size,
+    vm_size,
+)
 from aml_offline.execution.envs import (
     BUILD_CONSTRAINTS,
     EnvironmentBuildError,
@@ -19,7 +41,22 @@ from aml_offline.execution.envs import (
 )
 
 __all__ = [
+    "BASE_IMAGES",
     "BUILD_CONSTRAINTS",
+    "DEPRECATED_IMAGES",
+    "IMAGES_DATE",
+    "REGISTRY",
+    "RETIRED_VM_SIZES",
+    "SOURCES",
+    "VM_SIZES",
+    "VM_SIZES_DATE",
+    "base_image",
+    "deprecated_image",
+    "has_gpu",
+    "image_name",
+    "image_problem",
+    "retired_vm_size",
+    "vm_size",
     "EnvironmentBuildError",
     "cache_root",
     "ensure",

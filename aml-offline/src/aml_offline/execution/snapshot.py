@@ -7,11 +7,15 @@ SDK described them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from aml_offline import azure_names
+from aml_offline.execution.curated_environments import ENVIRONMENTS as CURATED
 
 #: Packages an Azure environment lists that this machine's stand in for: ``azureml-defaults`` brings what
 #: ``Run.get_context()`` needs (azureml-core); ``azureml-mlflow`` is MLflow's plugin for Azure's tracking
@@ -91,6 +95,18 @@ def walk_files(source: Path, skip=()):
                 yield path.relative_to(source).as_posix(), path.resolve()
 
 
+def content_hash(source: Path) -> str:
+    """SHA-256 of a folder's files as :func:`walk_files` takes them (names and bytes), or of one file."""
+    digest = hashlib.sha256()
+    files = sorted(walk_files(source)) if source.is_dir() else [(source.name, source.resolve())]
+    for relative, real in files:
+        digest.update(relative.encode() + b"\0")
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def check_size(source: Path, skip=()) -> tuple[int, int]:
     """Files and bytes of the snapshot Azure would take (linked folders included, as they are copied); raises
     :class:`SnapshotTooLarge` past its limits and :class:`SnapshotLoop` for a link back to its own folder."""
@@ -140,6 +156,23 @@ def missing_packages(env: dict) -> list[str]:
     return [p for p in (unsatisfied(line) for line in env.get("pip", [])) if p]
 
 
+#: The images of the curated environments in the catalogue (``mcr.microsoft.com/azureml/curated/<name>``)
+_CURATED_IMAGES = {azure_names.image_name(e["image"]) for e in CURATED if e["image"]}
+
+
+def image_problem(image: str) -> str | None:
+    """What is wrong with an image in Azure's namespace (``mcr.microsoft.com/azureml/``): not a base image Azure
+    publishes, or a deprecated one (:mod:`aml_offline.azure_names`), or a curated environment's image the catalogue
+    does not know.  None for a known image, and for images elsewhere (a registry of your own)."""
+    name = azure_names.image_name(image)
+    if name is not None and name.startswith("curated/"):
+        if name in _CURATED_IMAGES:
+            return None
+        return (f"the image {image} is not the image of any curated environment in the local workspace's catalogue: "
+                "check its name (curated environments are named by Environment.get, not by their image).")  # fmt: skip
+    return azure_names.image_problem(image)
+
+
 def warnings_for(env: dict) -> list[str]:
     """What the local workspace cannot honour in an environment: the same lines for runs and for services."""
     out = []
@@ -148,6 +181,9 @@ def warnings_for(env: dict) -> list[str]:
             f"Docker image {env['docker_image']} is not built locally: the local workspace uses this machine's "
             "Python (or an environment it builds from the pip packages)."
         )
+        problem = image_problem(env["docker_image"])
+        if problem:
+            out.append(problem[0].upper() + problem[1:])
     if env.get("user_managed"):  # Azure uses the image's Python as it is: conda packages are not installed
         return out
     for conda in env.get("conda", []):
