@@ -29,6 +29,7 @@ from aml_offline.azure_names import (
     retired_vm_size,
     vm_size,
 )
+from aml_offline.execution import curated as _curated
 from aml_offline.execution.envs import (
     BUILD_CONSTRAINTS,
     EnvironmentBuildError,
@@ -41,6 +42,7 @@ from aml_offline.execution.envs import (
 )
 
 __all__ = [
+    "curated",
     "BASE_IMAGES",
     "BUILD_CONSTRAINTS",
     "DEPRECATED_IMAGES",
@@ -65,3 +67,13 @@ __all__ = [
     "requirements_key",
     "wheelhouse",
 ]
+
+
+def curated(name: str) -> dict:
+    """The environment of an Azure ML curated environment (``AzureML-sklearn-1.5``, or SDK v2's registry address
+    ``azureml://registries/azureml/environments/sklearn-1.5/labels/latest``) as a run gets it offline, to build it
+    ahead of time with :func:`ensure`.  ``KeyError`` naming it when the dated catalogue has no such environment."""
+    entry = _curated.find(name)
+    if entry is None:
+        raise KeyError(f"{name!r} is not in the local workspace's catalogue of curated environments ({_curated.DATE}).")
+    return _curated.environment(entry)
