@@ -21,7 +21,7 @@ import re
 from aml_offline.execution import envs, snapshot
 from aml_offline.execution.curated_environments import DATE, ENVIRONMENTS, SOURCES
 
-__all__ = ["DATE", "PREFIX", "SOURCES", "VERSION", "entries", "environment", "find", "serving"]
+__all__ = ["DATE", "PREFIX", "SOURCES", "VERSION", "entries", "environment", "find", "retired_message", "serving"]
 
 #: Azure reserves this prefix for curated environments: a user's environment may not start with it
 PREFIX = "AzureML"
@@ -67,6 +67,18 @@ def environment(entry: dict) -> dict:
         "docker_image": entry["image"],
         "environment_variables": {},
     }
+
+
+def retired_message(entry: dict, own: str = "Environment.from_pip_requirements") -> str:
+    """What to tell someone who asks for a retired curated environment: when it went, what it held, what replaces it
+    (or ``own``: how the SDK at hand makes an environment of your own)."""
+    held = ", ".join(entry["packages"])
+    return (
+        f"{entry['name']} is a curated environment Azure ML has retired. When: {entry['retired']}. It held Python "
+        f"{entry['python']} with {held}. Use {entry['replaced_by']} instead, or an environment of your own "
+        f"({own}). The local workspace's catalogue of curated environments is dated "
+        f"{DATE}."
+    )
 
 
 def serving(env: dict) -> dict:

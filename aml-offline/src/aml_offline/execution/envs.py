@@ -40,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 
 import psutil
@@ -102,11 +103,27 @@ def lock_for(env: dict) -> Path | None:
     return None
 
 
+#: Packages a job's built environment gets at this interpreter's version when it asks for them without one: the
+#: job's MLflow writes into the workspace's store, whose database schema is this interpreter's MLflow's
+SAME_AS_HERE = ("mlflow", "mlflow-skinny")
+
+
 def _requirement(line: str) -> str:
     from packaging.requirements import Requirement
 
-    name = Requirement(line).name.lower()
-    return line.replace(Requirement(line).name, ENV_STAND_INS[name], 1) if name in ENV_STAND_INS else line
+    req = Requirement(line)
+    name = req.name.lower()
+    if name in ENV_STAND_INS:
+        line = line.replace(req.name, ENV_STAND_INS[name], 1)
+        req = Requirement(line)
+    if req.name.lower() in SAME_AS_HERE and not req.specifier and not req.url:
+        try:
+            return f"{line.split(';', 1)[0].strip()}=={metadata.version(req.name)}" + (
+                f" ; {req.marker}" if req.marker else ""
+            )
+        except metadata.PackageNotFoundError:
+            return line
+    return line
 
 
 def _conda_as_pip(spec: str) -> str:

@@ -47,6 +47,9 @@ POLL_S = 0.25
 #: What an SDK v2 command refers to: ``${{inputs.name}}``, ``${{search_space.name}}``, ``${{outputs.name}}``
 COMMAND_REFERENCE = re.compile(r"\$\{\{\s*(inputs|search_space|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 SCRIPT_ROLES = ("script", "worker", "descendant")
+#: Targets that are this machine with no queue and no node count: azureml-core's "local", and SDK v2's serverless
+#: compute (a job with no ``compute=``: Azure gives it a node of its own, so it never waits for another job)
+LOCAL_TARGETS = ("local", "serverless")
 
 
 class RunCanceled(Exception):
@@ -180,7 +183,7 @@ class Supervisor:
     def acquire_nodes(self, count: int) -> list:
         """One lock per node the run needs, taken all at once (a run never holds some while waiting)."""
         target = self.spec.get("target", "local")
-        if target == "local":
+        if target in LOCAL_TARGETS:
             return []
         row = compute_records.get(self.store, target)
         if row is None:
@@ -264,11 +267,13 @@ class Supervisor:
                 env_vars[f"AZURE_ML_INPUT_{name}"] = path
             else:
                 values[("inputs", name)] = values[("search_space", name)] = str(item["value"])
-        for name in self.spec.get("outputs", []):
-            folder = self.wd / "outputs" / name
-            folder.mkdir(parents=True, exist_ok=True)
-            values[("outputs", name)] = str(folder)
-            env_vars[f"AZURE_ML_OUTPUT_{name}"] = str(folder)
+        for name in run_records.output_names(self.spec):
+            _, path = run_records.output_location(self.store, self.spec, name)
+            kind = self.spec["outputs"][name].get("type") if isinstance(self.spec["outputs"], dict) else None
+            (path.parent if kind == "uri_file" else path).mkdir(parents=True, exist_ok=True)  # Azure mounts it rw
+            self.say(f"Output {name!r} at {path}")
+            values[("outputs", name)] = str(path)
+            env_vars[f"AZURE_ML_OUTPUT_{name}"] = str(path)
 
         def substitute(match: re.Match) -> str:
             key = (match.group(1), match.group(2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from aml_offline.execution import ledger
+from aml_offline.records import compute as compute_records
 from aml_offline.records import runs as run_records
 from aml_offline.records import status as run_status
 from aml_offline.records.status import TERMINAL
@@ -67,3 +68,20 @@ def request_cancel(store: LocalStore, spec: dict, reason: str) -> None:
     if supervisor_alive(store, spec) is False:
         run_status.set_status(store, spec, "Canceled", reason=reason)
         ledger.stop(store, ledger.run_owner(spec["run_id"]), grace=2)
+
+
+def cancel_runs_on(store: LocalStore, target: str, reason: str, wait_s: float = 60, say=print) -> list[str]:
+    """Cancel the runs queued or running on a compute target (and the sweeps feeding it), as stopping or deleting
+    the target does on Azure, and wait up to ``wait_s`` for them to end.  Returns the ids of those still going."""
+    specs = [
+        s for s in compute_records.active_runs(store, target, include_sweeps=True) if status(store, s) not in TERMINAL
+    ]
+    for spec in specs:
+        request_cancel(store, spec, reason)
+        say(f"Canceling run {spec['run_id']}: {reason}.")
+    deadline = time.time() + wait_s
+    while specs and time.time() < deadline:
+        specs = [s for s in specs if status(store, s) not in TERMINAL]
+        if specs:
+            time.sleep(0.25)
+    return [s["run_id"] for s in specs]

@@ -56,13 +56,7 @@ def _not_found(name: str, version=None, label=None, more: str = "") -> Environme
 
 
 def _retired(entry: dict) -> str:
-    held = ", ".join(entry["packages"])
-    return (
-        f"{entry['name']} is a curated environment Azure ML has retired. When: {entry['retired']}. It held Python "
-        f"{entry['python']} with {held}. Use {entry['replaced_by']} instead, or an environment of your own "
-        "(Environment.from_pip_requirements). The local workspace's catalogue of curated environments is dated "
-        f"{curated.DATE}."
-    )
+    return curated.retired_message(entry)
 
 
 def _ours(env):

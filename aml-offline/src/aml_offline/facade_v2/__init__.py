@@ -1,6 +1,6 @@
 """Layer 4, the second facade: Azure ML SDK v2's ``MLClient`` (``azure-ai-ml``) on the local workspace.
 
-``MLClient`` and the operations it hands out (``ml_client.data``, ``compute``, ``jobs``, ``models``,
+``MLClient`` and the operations it hands out (``ml_client.data``, ``compute``, ``jobs``, ``models``, ``environments``,
 ``online_endpoints``, ``online_deployments``, ``workspaces``) have azure-ai-ml's names and signatures and
 work on the same records and execution layers as the v1 facade beside it (``facade/``, which this one never
 imports): a v2 job is a run in the same history, swept by the same sweeper and served by the same inference

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, ValidationException
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ODataV4Format, ResourceNotFoundError
 from azure.core.polling import LROPoller, NoPolling
 
 from aml_offline.store import LocalStore
@@ -25,3 +27,21 @@ def invalid(message: str, target=ErrorTarget.JOB) -> ValidationException:
     return ValidationException(
         message=message, no_personal_data_message=message, target=target, error_category=ErrorCategory.USER_ERROR
     )
+
+
+def service_error(message: str, code: str = "UserError", details: list[dict] | None = None) -> HttpResponseError:
+    """As Azure's service refuses a request: an ``HttpResponseError`` whose ``error`` is the service's (``code``,
+    ``message``, ``details``), worded as azure-core words it: ``(UserError) <message>`` then ``Code:`` and
+    ``Message:`` lines."""
+    error = ODataV4Format({"code": code, "message": message, "details": details or []})
+    exc = HttpResponseError(message=str(error))
+    exc.error = error
+    return exc
+
+
+def user() -> str:
+    """Who submits (``created_by``): the login name, else ``local`` (some containers have none)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return "local"

@@ -24,6 +24,7 @@ from azure.ai.ml.operations import DataOperations as AzureDataOperations
 from azure.ai.ml.operations import ModelOperations as AzureModelOperations
 
 from aml_offline.execution import snapshot
+from aml_offline.facade_v2 import mlflow_models
 from aml_offline.facade_v2._common import invalid, not_found
 from aml_offline.offline import Offline, not_available, warn_ignored
 from aml_offline.records import datasets as dataset_records
@@ -31,15 +32,16 @@ from aml_offline.records import models as model_records
 from aml_offline.records import runs as run_records
 from aml_offline.records.status import current_status
 
-JOB_PATH = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)/paths/(?P<path>.+?)/?$")
+JOB_PATH = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/paths/(?P<path>.*?))?/?$")
 RUN_PATH = re.compile(r"^runs:/(?P<job>[^/]+)/(?P<path>.+?)/?$")
 
 
-def _content_hash(source: Path) -> str:
-    """SHA-256 of a file, or of a folder's files (names and bytes), links followed as a copy follows them."""
+def _content_hash(source: Path, name: str | None = None) -> str:
+    """SHA-256 of a file (named ``name``, else its own name), or of a folder's files (names and bytes), links
+    followed as a copy follows them."""
     digest = hashlib.sha256()
     try:
-        files = sorted(snapshot.walk_files(source)) if source.is_dir() else [(source.name, source.resolve())]
+        files = sorted(snapshot.walk_files(source)) if source.is_dir() else [(name or source.name, source.resolve())]
     except snapshot.SnapshotError as exc:
         raise invalid(str(exc), ErrorTarget.DATA) from None
     for relative, real in files:
@@ -122,7 +124,7 @@ class DataOperations(Offline):
                     snapshot.copy_snapshot(source, partial)  # .amlignore (else .gitignore), as Azure uploads
                 else:
                     shutil.copyfile(source, partial)
-                if _content_hash(partial) != digest:
+                if _content_hash(partial, source.name) != digest:  # a file's copy has a temporary name
                     raise invalid(
                         f"Data asset {name!r}: {source} changed while it was being copied; nothing was registered. "
                         "Try again once it is no longer being written.",
@@ -199,12 +201,16 @@ class ModelOperations(Offline):
                     f"Model {model.name!r}: its path names job {job!r}, which the local workspace does not have.",
                     ErrorTarget.MODEL,
                 ) from None
-            if match.groupdict().get("output", "artifacts") != "artifacts":
-                source = Path(run["artifact_dir"]) / "outputs" / match.group("output")
-                asset_path = f"outputs/{match.group('output')}"
+            if match.groupdict().get("output", "artifacts") != "artifacts":  # a named output, where the job wrote it
+                output, inner = match.group("output"), (match.group("path") or "").strip("/")
+                found = run_records.output_location(self._store, run, output)
+                source = found[1] / inner if found else Path(run["artifact_dir"]) / "outputs" / output / inner
+                asset_path = f"{output}/{inner}".rstrip("/")
             else:
-                asset_path = match.group("path").strip("/")
+                asset_path = (match.group("path") or "").strip("/")
                 source = Path(run["artifact_dir"]) / asset_path
+            if not source.exists() and mlflow_models.is_mlflow(model.type):  # MLflow 3 keeps it apart
+                source = mlflow_models.logged_model_folder(self._store, run, asset_path) or source
             if not source.exists():
                 status = current_status(self._store, run)
                 raise invalid(
@@ -212,12 +218,16 @@ class ModelOperations(Offline):
                     "Did the script save the model into ./outputs?",
                     ErrorTarget.MODEL,
                 )
+            if mlflow_models.is_mlflow(model.type):
+                mlflow_models.check_folder(f"Model {model.name!r}", source)
         elif path.startswith(("azureml://", "wasbs://", "abfss://", "https://")):
             raise not_available(f"Model {model.name!r} at {path}", "register a job's files or a local path")
         else:
             local = Path(path).resolve()
             if not path or not local.exists():
                 raise invalid(f"Model {model.name!r}: its path {path!r} does not exist.", ErrorTarget.MODEL)
+            if mlflow_models.is_mlflow(model.type):
+                mlflow_models.check_folder(f"Model {model.name!r}", local)
             source = model_records.keep_copy(self._store, local)
             asset_path = local.name
         if model.version is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 import shutil
 import sys
@@ -23,21 +24,30 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from azure.ai.ml.constants import AssetTypes
-from azure.ai.ml.entities import CommandJob, Environment, Job
+from azure.ai.ml import Output
+from azure.ai.ml.constants import AssetTypes, ListViewType
+from azure.ai.ml.entities import CommandJob, Job, JobResourceConfiguration, JobService, PipelineJob
 from azure.ai.ml.entities._builders.command import Command
 from azure.ai.ml.entities._builders.sweep import Sweep
 from azure.ai.ml.exceptions import ErrorCategory, ErrorTarget, JobException
 from azure.ai.ml.operations import JobOperations as AzureJobOperations
+from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
 from azure.ai.ml.sweep import SweepJob
 
-from aml_offline.execution import snapshot, sweep_rules, sweeper, watch
+from aml_offline.execution import data, snapshot, sweep_rules, sweeper, watch
 from aml_offline.execution.supervisor import start_supervisor
 from aml_offline.execution.sweeper import SYSTEM_TAG
-from aml_offline.facade_v2._common import done, invalid, not_found
+from aml_offline.facade_v2 import pipelines
+from aml_offline.facade_v2._common import done, invalid, not_found, service_error
+from aml_offline.facade_v2.environments import CURATED as CURATED  # endpoints.py reads these three from here
+from aml_offline.facade_v2.environments import curated_spec as curated_spec
+from aml_offline.facade_v2.environments import environment_spec as environment_spec
+from aml_offline.facade_v2.environments import job_environment
 from aml_offline.offline import Offline, not_available, warn_ignored
 from aml_offline.records import compute as compute_records
 from aml_offline.records import datasets as dataset_records
+from aml_offline.records import datastores as datastore_records
+from aml_offline.records import models as model_records
 from aml_offline.records import runs as run_records
 from aml_offline.records.runs import DRIVER_LOG
 from aml_offline.records.status import TERMINAL, current_status
@@ -45,8 +55,6 @@ from aml_offline.records.status import TERMINAL, current_status
 DEFAULT_DURATION = 2592000
 #: The in-script ``Run.get_context()`` of the local workspace (a v2 script that also uses azureml-core gets it)
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "facade" / "runtime"
-#: Azure's curated environments: locally they are this machine's Python (which has what they hold for this project)
-CURATED = ("azureml://registries/azureml/", "azureml:AzureML-", "AzureML-")
 #: SDK v2's sweep early-termination policies by their ``type``, as the sweep rules name them
 POLICIES = {"bandit": "Bandit", "median_stopping": "MedianStopping", "truncation_selection": "TruncationSelection"}
 
@@ -60,6 +68,23 @@ def _user() -> str:
 
 #: Azure's rule for a job's name
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+#: What a job runs on when it names no compute: Azure's serverless compute (here, this machine with no queue)
+SERVERLESS = "serverless"
+#: Input and output types the local workspace passes as a file or a folder (a model is its folder, an MLTable its
+#: folder with the MLTable file, as Azure mounts them)
+MODEL_TYPES = (AssetTypes.CUSTOM_MODEL, AssetTypes.MLFLOW_MODEL, AssetTypes.TRITON_MODEL)
+PATH_TYPES = (AssetTypes.URI_FOLDER, AssetTypes.URI_FILE, AssetTypes.MLTABLE, *MODEL_TYPES)
+#: A datastore's files, short (``azureml://datastores/<name>/paths/<path>``) or long (with the workspace's ids)
+DATASTORE_PATH = re.compile(
+    r"^azureml://(?:subscriptions/[^/]+/resource[gG]roups/[^/]+/(?:providers/Microsoft\.MachineLearningServices/)?"
+    r"workspaces/[^/]+/)?datastores/(?P<datastore>[^/]+)/paths/(?P<path>.*)$"
+)
+#: A job's files: ``azureml://jobs/<job>/outputs/<output name, or artifacts>/paths/<path>``
+JOB_OUTPUT_PATH = re.compile(r"^azureml://jobs/(?P<job>[^/]+)/outputs/(?P<output>[^/]+)(?:/paths/(?P<path>.*))?$")
+#: Where Azure keeps a job's default output (its logs and ./outputs), as its ``outputs["default"]`` names it
+DEFAULT_OUTPUT = "azureml://datastores/workspaceartifactstore/ExperimentRun/dcid.{name}"
+#: The tag that keeps a job archived (``jobs.archive``): Azure's run history calls it hidden
+ARCHIVED_TAG = "azureml.archived"
 
 
 class JobOperations(Offline):
@@ -75,15 +100,21 @@ class JobOperations(Offline):
     def create_or_update(
         self, job, *, description=None, compute=None, tags=None, experiment_name=None, skip_validation=False, **kwargs
     ) -> Job:
-        """Submit a ``command(...)`` job or a sweep of one; returns the job at once (it runs in the background)."""
+        """Submit a ``command(...)`` job, a sweep of one or a ``@dsl.pipeline`` job; returns the job at once (it runs
+        in the background)."""
         if isinstance(job, Command):
             job = job._to_job()
         elif isinstance(job, Sweep):
             job = job._to_job()
+        if isinstance(job, PipelineJob):  # a @dsl.pipeline's job: the pipeline executor runs it (pipelines.py)
+            if description is not None:
+                job.description = description
+            experiment = experiment_name or job.experiment_name or Path.cwd().name
+            return self.get(pipelines.submit(self, job, experiment=experiment, compute=compute, tags=tags))
         if not isinstance(job, CommandJob | SweepJob):
             raise not_available(
                 f"jobs.create_or_update({type(job).__name__})",
-                "the local workspace runs command jobs and sweep jobs (no pipelines, AutoML, "
+                "the local workspace runs command jobs, sweep jobs and pipeline jobs (no AutoML, "
                 "Spark or data-transfer jobs)",
             )
         if description is not None:
@@ -159,7 +190,7 @@ class JobOperations(Offline):
             "script": command,
             "command": command,
             "inputs": job_inputs,
-            "outputs": sorted(outputs or {}),
+            "outputs": self._outputs(label, outputs),
             "arguments": [],
             "display_arguments": [command],
             "input_datasets": datasets,
@@ -184,88 +215,172 @@ class JobOperations(Offline):
         return source
 
     def _input(self, label: str, name: str, value) -> dict:
-        """One input as the supervisor takes it: a literal, or a data set made local before the job runs."""
+        """One input as the supervisor takes it: a literal, or files made local before the job runs."""
         if isinstance(value, dict):  # a sweep job's inputs come as their dicts
             value = SimpleNamespace(**value) if "path" in value else value.get("default", value.get("value"))
         if not hasattr(value, "type") or not hasattr(value, "path"):
             return {"value": value if isinstance(value, str) else json.dumps(value)}
         kind, path = value.type, value.path
-        if kind not in (AssetTypes.URI_FOLDER, AssetTypes.URI_FILE):
+        if kind not in PATH_TYPES:
             raise not_available(
                 f"Job {label}: input {name!r} of type {kind}",
-                "the local workspace passes uri_folder and uri_file inputs",
+                "the local workspace passes uri_folder, uri_file, mltable and model (custom_model, mlflow_model, "
+                "triton_model) inputs",
             )
         if path is None:
             raise invalid(f"Job {label}: input {name!r} has no path.")
         path = str(path)
         mode = "download" if getattr(value, "mode", None) == "download" else "mount"
         entry = {"name": None, "version": None, "mode": mode, "input_name": name}
+        where = f"Job {label}: input {name!r}"
         if path.startswith("azureml:") and not path.startswith("azureml://"):
-            asset = path.removeprefix("azureml:")
-            asset_name, version = asset.split("@", 1) if "@" in asset else (asset.rsplit(":", 1) + ["latest"])[:2]
-            if version not in ("latest", None) and not str(version).isdigit():
-                raise invalid(
-                    f"Job {label}: input {name!r} names data asset {path!r}: use name:version or name@latest."
-                )
-            try:
-                record = dataset_records.get(self._store, asset_name, version)
-            except dataset_records.DatasetRecordNotFound:
-                known = ", ".join(dataset_records.names(self._store)) or "none"
-                raise invalid(
-                    f"Job {label}: input {name!r} names data asset {path!r}, which the local workspace "
-                    f"does not have (its data assets: {known}). Create it with ml_client.data."
-                    "create_or_update(Data(...)) first (notebooks/v2/01-data)."
-                ) from None
-            entry.update(name=record["name"], version=record["version"], paths=record["paths"])
-        elif path.startswith(("azureml://", "wasbs://", "abfss://")):
+            asset_name, version = _asset_reference(where, path)
+            if kind in MODEL_TYPES:
+                try:
+                    record = model_records.get(self._store, asset_name, None if version == "latest" else version)
+                except model_records.ModelRecordNotFound as exc:
+                    raise invalid(f"{where} names model {path!r}: {exc} Register it with ml_client.models."
+                                  "create_or_update(Model(...)) first.") from None  # fmt: skip
+                entry.update(name=record["name"], version=record["version"], paths=[record["source"]])
+            else:
+                try:
+                    record = dataset_records.get(self._store, asset_name, version)
+                except dataset_records.DatasetRecordNotFound:
+                    known = ", ".join(dataset_records.names(self._store)) or "none"
+                    raise invalid(
+                        f"{where} names data asset {path!r}, which the local workspace does not have (its data "
+                        f"assets: {known}). Create it with ml_client.data.create_or_update(Data(...)) first "
+                        "(notebooks/v2/01-data)."
+                    ) from None
+                entry.update(name=record["name"], version=record["version"], paths=record["paths"])
+        elif path.startswith("azureml://"):
+            entry["paths"] = [str(self._azureml_path(where, path))]
+        elif path.startswith(("wasbs://", "abfss://", "adl://", "s3://", "gs://")):
             raise not_available(
-                f"Job {label}: input {name!r} at {path}",
-                "datastore paths are Azure's; use a data asset, a local folder or a web address",
+                f"{where} at {path}",
+                "cloud storage accounts cannot be reached offline; use a data asset, a datastore path "
+                "(azureml://datastores/...), a local path or a web file",
             )
         elif path.startswith(("http://", "https://")):
-            entry["paths"] = [path]
+            if kind != AssetTypes.URI_FILE and path.endswith("/"):
+                raise not_available(
+                    f"{where}: the web folder {path}",
+                    "a folder on the web cannot be listed over plain HTTP (Azure lists it through Azure Storage); "
+                    "name its files as uri_file inputs, or download them and pass the local folder",
+                )
+            if kind not in (AssetTypes.URI_FILE, AssetTypes.URI_FOLDER):
+                raise not_available(f"{where}: a {kind} at {path}", "pass it from a local folder")
+            entry["paths"] = [path]  # fetched by the data layer when the job runs: SHA-256 recorded, then checked
         else:
             local = Path(path).resolve()
             if not local.exists():
-                raise invalid(f"Job {label}: input {name!r} path {path} does not exist.")
+                raise invalid(f"{where} path {path} does not exist.")
             entry["paths"] = [str(local)]
+        if kind == AssetTypes.MLTABLE and not (Path(entry["paths"][0]) / "MLTable").is_file():
+            raise invalid(f"{where} of type mltable: {path} is not a folder with an MLTable file.")
+        if kind == AssetTypes.URI_FILE and not data.is_url(entry["paths"][0]) and Path(entry["paths"][0]).is_dir():
+            raise invalid(f"{where} of type uri_file: {path} is a folder; use type uri_folder.")
         return {"dataset": entry, "type": kind}
 
+    def _azureml_path(self, where: str, path: str) -> Path:
+        """A datastore's file or folder (``azureml://datastores/<name>/paths/<path>``, the workspace's folder
+        ``datastores/<name>/``) or a job's (``azureml://jobs/<job>/outputs/<output>/paths/<path>``)."""
+        store = self._store
+        match = DATASTORE_PATH.match(path)
+        if match:
+            try:
+                datastore_records.get(store, match.group("datastore"))
+            except datastore_records.DatastoreNotFound:
+                known = ", ".join(datastore_records.all_records(store))
+                raise invalid(f"{where}: {path} names datastore {match.group('datastore')!r}, which the local "
+                              f"workspace does not have (its datastores: {known}).") from None  # fmt: skip
+            local = datastore_records.folder(store, match.group("datastore")) / match.group("path").strip("/")
+        else:
+            match = JOB_OUTPUT_PATH.match(path)
+            if not match:
+                raise not_available(f"{where} at {path}", "the local workspace reads azureml://datastores/<name>/"
+                                    "paths/<path> and azureml://jobs/<job>/outputs/<output>/paths/<path>")  # fmt: skip
+            try:
+                spec = run_records.spec_of(store, match.group("job"))
+            except run_records.RunNotFound:
+                raise invalid(f"{where}: {path} names job {match.group('job')!r}, which the local workspace "
+                              "does not have.") from None  # fmt: skip
+            output, inner = match.group("output"), (match.group("path") or "").strip("/")
+            if output == "artifacts":
+                local = Path(spec["artifact_dir"]) / inner
+            else:
+                found = run_records.output_location(store, spec, output)
+                if found is None:
+                    known = ", ".join(run_records.output_names(spec)) or "none"
+                    raise invalid(f"{where}: job {spec['run_id']} has no output {output!r} (its outputs: {known}).")
+                local = found[1] / inner
+        if not local.exists():
+            raise invalid(f"{where}: {path} does not exist in the local workspace ({local}).")
+        return local
+
+    def _outputs(self, label: str, outputs) -> dict:
+        """Each named output: its type and where it goes (a datastore and a path in it, ``{run-id}`` standing for
+        the job's name), as Azure writes it: ``azureml/<job>/<output>/`` of the default datastore unless
+        ``Output(path="azureml://datastores/<name>/paths/...")`` says where."""
+        found = {}
+        for name, value in (outputs or {}).items():
+            if value is None:
+                continue
+            read = value.get if isinstance(value, dict) else lambda key, obj=value: getattr(obj, key, None)
+            kind, path, mode = read("type") or AssetTypes.URI_FOLDER, read("path"), read("mode")
+            if kind not in PATH_TYPES:
+                raise not_available(f"Job {label}: output {name!r} of type {kind}",
+                                    "the local workspace writes file and folder outputs")  # fmt: skip
+            if mode == "direct":
+                warn_ignored(f"Job {label}: output {name!r}", "mode='direct'", "the command gets a local folder")
+            if read("name") or read("version"):
+                warn_ignored(f"Job {label}: output {name!r}", "name= and version=",
+                             "register the output after the job with ml_client.data or ml_client.models")  # fmt: skip
+            if path is None:
+                datastore = datastore_records.default_name(self._store)
+                relative = run_records.OUTPUT_PATH.replace("{name}", name)
+                if kind == AssetTypes.URI_FILE:  # Azure's name for the file is not known offline: the output's
+                    relative += name
+            else:
+                path = str(path).replace("${{name}}", "{run-id}").replace("${{output_name}}", name)
+                path = path.replace("${{default_datastore}}", datastore_records.default_name(self._store))
+                match = DATASTORE_PATH.match(path)
+                if not match:
+                    raise invalid(f"Job {label}: output {name!r} path {path!r}: an output goes to a datastore, "
+                                  "azureml://datastores/<datastore>/paths/<path>.")  # fmt: skip
+                datastore, relative = match.group("datastore"), match.group("path")
+                try:
+                    datastore_records.get(self._store, datastore)
+                except datastore_records.DatastoreNotFound:
+                    raise invalid(f"Job {label}: output {name!r} names datastore {datastore!r}, which the local "
+                                  "workspace does not have.") from None  # fmt: skip
+            found[name] = {"type": kind, "datastore": datastore, "path": relative}
+        return found
+
     def _target(self, label: str, compute) -> str:
-        if compute is None:
-            raise not_available(
-                f"Job {label}: serverless compute (no compute=)",
-                "name a cluster made with ml_client.compute.begin_create_or_update(AmlCompute(...))",
-            )
-        name = str(compute).removeprefix("azureml:")
+        if compute is None or str(compute) in (SERVERLESS, f"azureml:{SERVERLESS}"):
+            return SERVERLESS  # Azure runs it on serverless compute; here, this machine with no queue
+        name = str(compute).removeprefix("azureml:").rstrip("/").rsplit("/computes/", 1)[-1]
         if name == "local":
             return name
         if compute_records.get(self._store, name) is None:
             known = ", ".join(compute_records.names(self._store)) or "none"
-            raise invalid(
-                f"Job {label}: compute {name!r} does not exist in the local workspace (it has: {known}). "
-                "Create it first (notebooks/v2/02-compute)."
-            )
+            # Azure's service refuses the job at submit with these words (seen in Azure/AML-Kubernetes#118 and
+            # microsoft/physical-ai-toolchain#318: "(UserError) Unknown compute target '<name>'"); the details are
+            # the local workspace's
+            raise service_error(
+                f"Unknown compute target '{name}'.",
+                details=[{"code": "LocalWorkspace", "message": (
+                    f"Job {label}: the local workspace has no compute named '{name}' (it has: {known}). Create it "
+                    f"with ml_client.compute.begin_create_or_update(AmlCompute(name='{name}', ...)) first, or leave "
+                    "compute= out to run on serverless compute.")}],
+            )  # fmt: skip
         return name
 
     def _environment(self, label: str, environment, variables) -> dict:
-        variables = {str(k): str(v) for k, v in (variables or {}).items()}
-        if isinstance(environment, Environment):
-            return environment_spec(environment, variables)
-        if isinstance(environment, str) and environment.startswith(CURATED):
-            warn_ignored(
-                f"Job {label}",
-                f"environment={environment}",
-                "a curated environment runs on this machine's Python locally",
-            )
-            return curated_spec(environment, variables)
-        if environment is None:
-            raise invalid(f"Job {label}: command(...) needs an environment (an Environment(...) or a curated one).")
-        raise not_available(
-            f"Job {label}: environment={environment!r}",
-            "registered environments are Azure's; pass Environment(conda_file=..., image=...) "
-            "itself, as the v2 notebooks do",
-        )
+        """The job's environment, whichever way it is named (an ``Environment``, a registered one, a curated one:
+        see ``environments.job_environment``); a curated one this machine cannot serve is refused here, at submit."""
+        return job_environment(self._client, f"Job {label}", environment, variables)
 
     def _sweep_spec(self, job: SweepJob) -> dict:
         label = job.name or job.display_name or "the sweep job"
@@ -369,7 +484,7 @@ class JobOperations(Offline):
                 command=command,
                 code=spec.get("source_directory"),
                 inputs=inputs,
-                compute=spec.get("target"),
+                compute=None if spec.get("target") == SERVERLESS else spec.get("target"),
                 environment=spec.get("environment", {}).get("name"),
             )
         tags = run_records.mlflow_tags(self._store, spec)
@@ -391,44 +506,106 @@ class JobOperations(Offline):
             best = run_records.properties_of(tags).get("best_child_run_id")
             if best:
                 job.properties["best_child_run_id"] = best
+        self._as_azure_reports(job, spec)
         return job
 
-    def list(self, *, parent_job_name=None, list_view_type=None, **kwargs) -> list[Job]:
-        """Jobs, newest first (across experiments): every top-level job, or a sweep's trials (``parent_job_name``)."""
+    def _as_azure_reports(self, job: Job, spec: dict) -> None:
+        """What Azure's answer adds to the job: each named output's path, the ``default`` output (the job's logs
+        and ./outputs), the studio link (here, the job's page in ``aml-offline mlflow-ui``), and for a serverless
+        job the resources it ran with."""
+        outputs = getattr(job, "outputs", None)
+        if isinstance(outputs, dict):
+            for name in run_records.output_names(spec):
+                datastore, path = run_records.output_location(self._store, spec, name)
+                if datastore is None:
+                    continue  # recorded before outputs had paths: among the job's own files
+                relative = path.relative_to(datastore_records.folder(self._store, datastore)).as_posix()
+                kind = spec["outputs"][name]["type"]
+                uri = f"azureml://datastores/{datastore}/paths/{relative}" + (
+                    "" if kind == AssetTypes.URI_FILE else "/"
+                )
+                if isinstance(outputs.get(name), Output):
+                    outputs[name].path = uri
+                else:
+                    outputs[name] = Output(type=kind, path=uri, mode="rw_mount")
+            default = DEFAULT_OUTPUT.format(name=spec["run_id"])
+            outputs.setdefault("default", Output(type=AssetTypes.URI_FOLDER, path=default, mode="rw_mount"))
+        studio = JobService(endpoint=self._studio_url(spec), type="Studio")
+        job.services = {**(getattr(job, "services", None) or {}), "Studio": studio}
+        if spec.get("target") == SERVERLESS and isinstance(job, CommandJob):
+            # azure-ai-ml sends no compute for a serverless job and Azure picks a size; what its answer puts in
+            # compute and resources is not known offline: compute stays None, resources say one instance
+            job.compute = None
+            if job.resources is None:
+                job.resources = JobResourceConfiguration(instance_count=1)
+
+    def _studio_url(self, spec: dict) -> str:
+        """The job's page in the MLflow UI that ``aml-offline mlflow-ui`` serves (Azure's is its studio page)."""
+        experiment = self._store.experiment_id(spec["experiment"], create=False) or "0"
+        port = os.environ.get("MLFLOW_PORT", "5000")  # the port aml-offline mlflow-ui listens on
+        return f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs/{spec['mlflow_run_id']}"
+
+    def list(self, *, parent_job_name=None, list_view_type=ListViewType.ACTIVE_ONLY, **kwargs) -> list[Job]:
+        """Jobs, newest first (across experiments): the top-level ones (``list_view_type``: active ones, archived
+        ones or all, as on Azure), or a sweep's trials (``parent_job_name``, archived or not, as on Azure)."""
+        store = self._store
         if parent_job_name is not None:
             parent = self._spec(parent_job_name)
-            ids = run_records.search(self._store, parent["experiment"], parent=parent_job_name)
+            ids = run_records.search(store, parent["experiment"], parent=parent_job_name)
         else:
             ids = []
-            for exp in self._store.mlflow.search_experiments():
-                ids += run_records.search(self._store, exp.name)
-        specs = [run_records.spec_of(self._store, run_id) for run_id in ids]  # search lists only created runs
+            for exp in store.mlflow.search_experiments():
+                ids += run_records.search(store, exp.name)
+        specs = [run_records.spec_of(store, run_id) for run_id in ids]  # search lists only created runs
+        if parent_job_name is None:
+            view = str(getattr(list_view_type, "value", list_view_type) or ListViewType.ACTIVE_ONLY.value).lower()
+            if view not in ("activeonly", "archivedonly", "all"):
+                raise invalid(f"jobs.list: list_view_type {list_view_type!r}: use azure.ai.ml.constants.ListViewType.")
+            if view != "all":
+                archived = {s["run_id"] for s in specs if run_records.mlflow_tags(store, s).get(ARCHIVED_TAG) == "true"}
+                specs = [s for s in specs if (s["run_id"] in archived) == (view == "archivedonly")]
         specs.sort(key=lambda spec: spec.get("created", 0), reverse=True)
         return [self._entity(spec) for spec in specs]
 
+    def archive(self, name: str) -> None:
+        """Hide the job from ``jobs.list()`` (``list_view_type=ListViewType.ARCHIVED_ONLY`` lists it)."""
+        run_records.set_tags(self._store, self._spec(name), {ARCHIVED_TAG: "true"})
+
+    def restore(self, name: str) -> None:
+        """List an archived job again."""
+        run_records.remove_tags(self._store, self._spec(name), [ARCHIVED_TAG])
+
     # --- follow -----------------------------------------------------------------------------------
     def stream(self, name: str) -> None:
-        """Print the job's log as it is written until it ends, as azure-ai-ml does; a failed job raises
-        ``JobException`` with its error."""
+        """Print the job's log as it is written until it ends, in azure-ai-ml's shape (``RunId``, ``Web View``, a
+        ``Streaming user_logs/std_log.txt`` header, the log, the ``Execution Summary``); a failed job raises
+        ``JobException`` with its error as Azure's run history gives it.  (Azure prints nothing of the log for a
+        job that had already ended; here a job ends in seconds, so its log is printed whole then.)"""
         spec = self._spec(name)
-        log = Path(spec["artifact_dir"]) / spec.get("log", DRIVER_LOG)
-        web = f"local run folder {self._store.run_dir(name)} (browse all jobs with `make mlflow-ui`)"
+        log_name = spec.get("log", DRIVER_LOG)
+        log = Path(spec["artifact_dir"]) / log_name
+        web = self._studio_url(spec)  # Azure prints its studio link; here the job's page in aml-offline mlflow-ui
         out = sys.stdout
-        out.write(f"RunId: {name}\nWeb View: {web}\n\nStreaming {spec.get('log', DRIVER_LOG)}\n")
-        out.write("=" * (10 + len(spec.get("log", DRIVER_LOG))) + "\n\n")
+        out.write(f"RunId: {name}\nWeb View: {web}\n")
+        header = f"\nStreaming {log_name}\n" + "=" * (10 + len(log_name)) + "\n\n"
         offset = 0
         while True:
             status = watch.status(self._store, spec)
-            offset = _print_from(log, offset)
+            offset = _print_from(log, offset, header=header if offset == 0 else "")
             if status in TERMINAL:
                 break
             time.sleep(0.5)
-        _print_from(log, offset, whole=True)
+        _print_from(log, offset, whole=True, header=header if offset == 0 else "")
         out.write(f"\nExecution Summary\n=================\nRunId: {name}\nWeb View: {web}\n\n")
         out.flush()
         if status == "Failed":
             tags = run_records.mlflow_tags(self._store, spec)
-            error = {"code": "UserError", "message": tags.get("azureml.error", "unknown error"), "job": name}
+            # the shape of Azure's run-history error (``RunDetails.error.as_dict()``)
+            error = {
+                "error": {"code": "UserError", "message": tags.get("azureml.error", "unknown error"),
+                          "message_parameters": {}, "details": []},
+                "time": "0001-01-01T00:00:00.000Z",
+            }  # fmt: skip
             raise JobException(
                 message=f"Exception : \n {json.dumps(error, indent=4)} ",
                 target=ErrorTarget.JOB,
@@ -444,12 +621,17 @@ class JobOperations(Offline):
         return done(None)
 
     def download(self, name: str, *, download_path=".", output_name=None, all=False) -> None:
-        """The job's files (``outputs/``, ``logs/``, ``user_logs/``) into ``download_path/artifacts/``, as Azure
-        lays out the default output; named outputs into ``download_path/named-outputs/<name>/``."""
+        """As azure-ai-ml lays a job's files out: the default output (its ``outputs/``, ``logs/``, ``user_logs/``)
+        into ``download_path/artifacts/``, a named output into ``download_path/named-outputs/<name>/``.  Without
+        ``output_name`` only the default output comes; ``all=True`` brings every one.  An output the job does not
+        have brings nothing, as on Azure (which only logs it)."""
         spec = self._spec(name)
-        if current_status(self._store, spec) not in TERMINAL:
-            raise invalid(f"Job {name} has not ended ({current_status(self._store, spec)}): wait for it first.")
-        source = Path(spec["artifact_dir"])
+        status = watch.status(self._store, spec)
+        if status not in TERMINAL:  # azure-ai-ml's check and words
+            terminal = RunHistoryConstants.TERMINAL_STATUSES
+            msg = f"This job is in state {status}. Download is allowed only in states {terminal}"
+            raise JobException(message=msg, target=ErrorTarget.JOB, no_personal_data_message=msg,
+                               error_category=ErrorCategory.USER_ERROR)  # fmt: skip
         target = Path(download_path)
         artifacts = "artifacts"
         if spec.get("type") == "hyperdrive":  # as azure-ai-ml: the best trial's, then the sweep's logs
@@ -460,13 +642,29 @@ class JobOperations(Offline):
             if output_name:
                 return
             artifacts, output_name, all = "hd-artifacts", None, False
-        if output_name in (None, "default") or all:
-            shutil.copytree(source, target / artifacts, dirs_exist_ok=True)
-        for out in spec.get("outputs", []) if (all or output_name) else []:
-            if all or out == output_name:
-                folder = source / "outputs" / out
-                if folder.is_dir():
-                    shutil.copytree(folder, target / "named-outputs" / out, dirs_exist_ok=True)
+        wanted = None if (all and not output_name) else {output_name or "default"}
+        for item in ["default", *run_records.output_names(spec)]:
+            if wanted is not None and item not in wanted:
+                continue
+            if item == "default":
+                shutil.copytree(Path(spec["artifact_dir"]), target / artifacts, dirs_exist_ok=True)
+                continue
+            _, source = run_records.output_location(self._store, spec, item)
+            destination = target / "named-outputs" / item
+            if source.is_dir():
+                shutil.copytree(source, destination, dirs_exist_ok=True)
+            elif source.is_file():  # a uri_file output: the file, in its output's folder
+                destination.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, destination / source.name)
+
+
+def _asset_reference(where: str, path: str) -> tuple[str, str]:
+    """``azureml:name:version``, ``azureml:name@latest`` (or ``azureml:name``): the asset's name and version."""
+    asset = path.removeprefix("azureml:")
+    name, version = asset.split("@", 1) if "@" in asset else (asset.rsplit(":", 1) + ["latest"])[:2]
+    if version != "latest" and not str(version).isdigit():
+        raise invalid(f"{where} names {path!r}: use name:version or name@latest.")
+    return name, version
 
 
 def _quiet(record: dict) -> dict:
@@ -479,7 +677,8 @@ def _quiet(record: dict) -> dict:
     return record
 
 
-def _print_from(path: Path, offset: int, whole: bool = False) -> int:
+def _print_from(path: Path, offset: int, whole: bool = False, header: str = "") -> int:
+    """Print what the log has past ``offset`` (whole lines, unless ``whole``), after ``header`` when there is any."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -490,34 +689,8 @@ def _print_from(path: Path, offset: int, whole: bool = False) -> int:
         if b"\n" not in chunk:
             return offset
         chunk = chunk[: chunk.rindex(b"\n") + 1]  # whole lines only
-    sys.stdout.write(chunk.decode(errors="replace"))
+    if not chunk:
+        return offset
+    sys.stdout.write(header + chunk.decode(errors="replace"))
     sys.stdout.flush()
     return offset + len(chunk)
-
-
-def curated_spec(name: str, variables: dict) -> dict:
-    """A curated environment (``AzureML-...``, ``azureml://registries/azureml/...``): locally, this machine's Python."""
-    return {"name": name, "version": None, "user_managed": True, "pip": [], "conda": [], "docker_image": None,
-            "environment_variables": variables}  # fmt: skip
-
-
-def environment_spec(env: Environment, variables: dict | None = None) -> dict:
-    """azure-ai-ml's ``Environment`` as the plain dict the lower layers take (conda file: pip and conda packages)."""
-    conda = env.conda_file if isinstance(env.conda_file, dict) else {}
-    pip, conda_packages = [], []
-    for dep in conda.get("dependencies", []) or []:
-        if isinstance(dep, dict):
-            pip += [str(p) for p in dep.get("pip", [])]
-        else:
-            conda_packages.append(str(dep))
-    if env.build is not None:
-        warn_ignored("Environment", "build", "Docker builds are Azure's; the local workspace reads conda_file")
-    return {
-        "name": env.name or "anonymous-environment",
-        "version": env.version,
-        "user_managed": False if conda else True,
-        "pip": pip,
-        "conda": conda_packages,
-        "docker_image": env.image,
-        "environment_variables": variables or {},
-    }

@@ -27,6 +27,34 @@ CLUSTER = "AmlCompute"
 INSTANCE = "ComputeInstance"
 RUNNING = "Running"
 STOPPED = "Stopped"
+#: What a power change records as an instance's last operation (SDK v2's ``ComputeInstance.last_operation``)
+OPERATION_OF = {RUNNING: "Start", STOPPED: "Stop"}
+
+#: The sizes the local workspace lists (``list_sizes``, ``supported_vmsizes``), among them those Microsoft's samples
+#: ask for: name, Azure's VM family, vCPUs, GPUs, memory in GB.  Every node is this machine whatever its size.
+VM_SIZES = [
+    ("Standard_D2_v2", "standardDv2Family", 2, 0, 7),
+    ("Standard_D3_v2", "standardDv2Family", 4, 0, 14),
+    ("Standard_DS3_v2", "standardDSv2Family", 4, 0, 14),
+    ("Standard_DS11_v2", "standardDSv2Family", 2, 0, 14),
+    ("Standard_DS12_v2", "standardDSv2Family", 4, 0, 28),
+    ("Standard_D4s_v5", "standardDSv5Family", 4, 0, 16),
+    ("Standard_E4ds_v4", "standardEDSv4Family", 4, 0, 32),
+    ("Standard_F4s_v2", "standardFSv2Family", 4, 0, 8),
+    ("Standard_NC4as_T4_v3", "standardNCASv3_T4Family", 4, 1, 28),
+    ("Standard_NC8as_T4_v3", "standardNCASv3_T4Family", 8, 1, 56),
+    ("Standard_NC16as_T4_v3", "standardNCASv3_T4Family", 16, 1, 110),
+    ("Standard_NC64as_T4_v3", "standardNCASv3_T4Family", 64, 4, 440),
+    ("Standard_NC24ads_A100_v4", "standardNCADSA100v4Family", 24, 1, 220),
+    ("Standard_NC40ads_H100_v5", "standardNCadsH100v5Family", 40, 1, 320),
+]
+#: Sizes Azure retired: the original walkthrough's STANDARD_NC6, and Standard_NC6s_v3
+RETIRED_VM_SIZES = {"standard_nc6": "August 2023", "standard_nc6s_v3": "September 2025"}
+
+
+def size_facts(vm_size: str) -> tuple | None:
+    """``(name, family, vCPUs, GPUs, memory GB)`` of a listed size (any case), or None."""
+    return next((row for row in VM_SIZES if row[0].lower() == str(vm_size).lower()), None)
 
 
 class ComputeConflict(ValueError):
@@ -83,11 +111,26 @@ def update_nodes(store: LocalStore, name: str, min_nodes: int | None, max_nodes:
         _touch(db, name)
 
 
-def set_state(store: LocalStore, name: str, state: str) -> None:
-    """An instance's power state: ``RUNNING`` or ``STOPPED``."""
+def set_state(store: LocalStore, name: str, state: str, operation: str | None = None) -> None:
+    """An instance's power state: ``RUNNING`` or ``STOPPED``; ``operation`` (Start, Stop, Restart: else the one the
+    state implies) is kept as its last operation, with the time."""
     with store.write_lock(), store.db() as db:
         _touch(db, name)
         db.execute("UPDATE compute_details SET state = ? WHERE name = ?", (state, name))
+        _note_operation(db, name, operation or OPERATION_OF[state])
+
+
+def note_operation(store: LocalStore, name: str, operation: str) -> None:
+    """Keep ``operation`` (Create, Start, Stop, Restart) as the target's last one, with the time."""
+    with store.write_lock(), store.db() as db:
+        _note_operation(db, name, operation)
+
+
+def _note_operation(db, name: str, operation: str) -> None:
+    row = db.execute("SELECT settings FROM compute_details WHERE name = ?", (name,)).fetchone()
+    settings = json.loads((row["settings"] if row else None) or "{}")
+    settings["last_operation"] = {"name": operation, "time": time.time()}
+    db.execute("UPDATE compute_details SET settings = ? WHERE name = ?", (json.dumps(settings), name))
 
 
 def _touch(db, name: str) -> None:

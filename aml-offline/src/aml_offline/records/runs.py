@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from aml_offline.records import filters
+from aml_offline.records import datastores, filters
 from aml_offline.records.status import STATUS_TAG, record_new
 from aml_offline.store import LocalStore, read_json, write_json
 
@@ -132,6 +132,30 @@ def spec_of(store: LocalStore, run_id: str) -> dict:
     if spec is None:
         raise RunNotFound(f"No run {run_id!r} in the local workspace ({store.root}).")
     return spec
+
+
+#: Where an SDK v2 job's named output goes when it names no path: Azure's default,
+#: ``azureml://datastores/workspaceblobstore/paths/azureml/<job name>/<output name>/``
+OUTPUT_PATH = "azureml/{run-id}/{name}/"
+
+
+def output_names(spec: dict) -> list[str]:
+    """The names of an SDK v2 job's named outputs (``${{outputs.x}}``)."""
+    return sorted(spec.get("outputs") or [])
+
+
+def output_location(store: LocalStore, spec: dict, name: str) -> tuple[str | None, Path] | None:
+    """``(datastore, path)`` of a job's named output: a folder (a file, for ``uri_file``) of a datastore
+    (``datastores/<name>/<path>``, as Azure writes an output to its datastore path), or, for a job recorded before
+    outputs had paths, its place among the run's files (datastore None).  None when the job has no such output."""
+    outputs = spec.get("outputs") or {}
+    if name not in outputs:
+        return None
+    if not isinstance(outputs, dict):
+        return None, Path(spec["artifact_dir"]) / "outputs" / name
+    item = outputs[name]
+    path = item["path"].replace("{run-id}", spec["run_id"]).strip("/")
+    return item["datastore"], datastores.folder(store, item["datastore"]) / path
 
 
 def mlflow_tags(store: LocalStore, spec: dict) -> dict:
