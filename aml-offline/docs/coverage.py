@@ -29,10 +29,19 @@ def pairs():
     from azureml.data import FileDataset as AzFileDataset
     from azureml.data import TabularDataset as AzTabularDataset
     from azureml.data.azure_storage_datastore import AzureBlobDatastore as AzBlobDatastore
+    from azureml.pipeline.core import Pipeline as AzPipeline
+    from azureml.pipeline.core import PipelineEndpoint as AzPipelineEndpoint
+    from azureml.pipeline.core import PipelineRun as AzPipelineRun
+    from azureml.pipeline.core import PortDataReference as AzPortDataReference
+    from azureml.pipeline.core import PublishedPipeline as AzPublishedPipeline
+    from azureml.pipeline.core import Schedule as AzSchedule
+    from azureml.pipeline.core import StepRun as AzStepRun
+    from azureml.pipeline.steps import HyperDriveStepRun as AzHyperDriveStepRun
     from azureml.train.hyperdrive import HyperDriveRun as AzHyperDriveRun
     from azureml.widgets import RunDetails as AzRunDetails
 
     from aml_offline import facade
+    from aml_offline.facade import pipelines
     from aml_offline.facade.datasets import FileDataset, TabularDataset
     from aml_offline.facade.datastores import Datastore
     from aml_offline.facade.environments import Environment
@@ -56,6 +65,14 @@ def pairs():
         ("azureml.core.compute.AmlCompute", AzAmlCompute, facade.AmlCompute),
         ("azureml.core.compute.ComputeInstance", AzComputeInstance, facade.ComputeInstance),
         ("azureml.widgets.RunDetails", AzRunDetails, facade.RunDetails),
+        ("azureml.pipeline.core.Pipeline", AzPipeline, pipelines.Pipeline),
+        ("azureml.pipeline.core.PipelineRun", AzPipelineRun, pipelines.PipelineRun),
+        ("azureml.pipeline.core.StepRun", AzStepRun, pipelines.StepRun),
+        ("azureml.pipeline.steps.HyperDriveStepRun", AzHyperDriveStepRun, pipelines.HyperDriveStepRun),
+        ("azureml.pipeline.core.PortDataReference (a step's output)", AzPortDataReference, pipelines.PortDataReference),
+        ("azureml.pipeline.core.PublishedPipeline", AzPublishedPipeline, pipelines.PublishedPipeline),
+        ("azureml.pipeline.core.Schedule", AzSchedule, pipelines.Schedule),
+        ("azureml.pipeline.core.PipelineEndpoint", AzPipelineEndpoint, pipelines.PipelineEndpoint),
     ]
 
 
@@ -64,7 +81,7 @@ def pairs_v2():
     from azure.ai.ml import MLClient as AzMLClient
     from azure.ai.ml import operations as az
 
-    from aml_offline.facade_v2 import assets, client, compute, endpoints, jobs
+    from aml_offline.facade_v2 import assets, client, compute, endpoints, environments, jobs, pipelines
 
     return [
         ("azure.ai.ml.MLClient", AzMLClient, client.MLClient),
@@ -73,6 +90,9 @@ def pairs_v2():
         ("MLClient.compute (ComputeOperations)", az.ComputeOperations, compute.ComputeOperations),
         ("MLClient.jobs (JobOperations)", az.JobOperations, jobs.JobOperations),
         ("MLClient.models (ModelOperations)", az.ModelOperations, assets.ModelOperations),
+        ("MLClient.components (ComponentOperations)", az.ComponentOperations, pipelines.ComponentOperations),
+        ("MLClient.environments (EnvironmentOperations)", az.EnvironmentOperations,
+         environments.EnvironmentOperations),
         ("MLClient.online_endpoints (OnlineEndpointOperations)", az.OnlineEndpointOperations,
          endpoints.OnlineEndpointOperations),
         ("MLClient.online_deployments (OnlineDeploymentOperations)", az.OnlineDeploymentOperations,
@@ -118,7 +138,7 @@ def render() -> str:
         "implemented ones differ from Azure is in [local-workspace.md](local-workspace.md). For SDK v2, the",
         "operations `MLClient` hands out are listed; its entity classes (`command`, `Data`, `Model`, ...) are",
         "azure-ai-ml's own, and an `MLClient` operation not listed here (`batch_endpoints`, `registries`,",
-        "`components`, `schedules`, ...) raises the same error.",
+        "`schedules`, ...) raises the same error.",
         "",
     ]
     summary = []

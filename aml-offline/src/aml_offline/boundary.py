@@ -158,9 +158,9 @@ def _activate(path, _file_name) -> str:
         why = "AZUREML_MODE=local" if os.environ.get("AZUREML_MODE", "").strip().lower() == "local" else (
             f"no config.json in {Path(path or '.').absolute()} or its parents")  # fmt: skip
         _say(
-            f"Local mode ({why}): azureml.core's Workspace and what it holds (experiments and runs, datasets and "
-            f"datastores, environments, compute, models and web services){V2_PART if v2 else ''} are the offline "
-            f"local workspace in {folder}. A config.json (or AZUREML_MODE=azure) uses Azure ML instead."
+            f"Local mode ({why}): azureml.core's Workspace and what it holds (experiments, runs and pipelines, "
+            f"datasets and datastores, environments, compute, models and web services){V2_PART if v2 else ''} are the "
+            f"offline local workspace in {folder}. A config.json (or AZUREML_MODE=azure) uses Azure ML instead."
         )
     return mode
 

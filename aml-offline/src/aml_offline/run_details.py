@@ -13,7 +13,11 @@ workspace and on a real Azure ML run:
 * for a HyperDrive parent (``run.type == "hyperdrive"``): ``get_children_sorted_by_primary_metric()`` (one line
   per child), ``get_children()`` and each stopped child's ``get_details()`` (why it was canceled, where the
   service says), ``get_metrics()`` (per child) and the primary metric from the parent's tags
-  (``_aml_system_primary_metric_config``, as azureml-core itself reads it).
+  (``_aml_system_primary_metric_config``, as azureml-core itself reads it);
+* for a pipeline run (``run.type == "azureml.PipelineRun"``, azureml-pipeline's ``PipelineRun``): a table of its
+  steps from ``get_steps()``: each step run's ``name``, ``get_status()``, the times in its ``get_details()``, and
+  whether it was reused (a reused step's run belongs to an earlier pipeline run: its ``pipeline_run_id`` is not this
+  run's ``id``).
 
 A background thread refreshes the view every two seconds and stops when the run ends (Completed, Failed or
 Canceled).  A refresh that fails never reaches the kernel: the view shows it in a red line and tries again.
@@ -36,11 +40,13 @@ REFRESH_S = 2.0
 MAX_BACKOFF_S = 30.0
 LOG_LINES = 25
 WORKER_LOG_LINES = 12
-TERMINAL = ("Completed", "Failed", "Canceled")
+#: A pipeline run and its steps say Finished where other runs say Completed (azureml-pipeline's words)
+TERMINAL = ("Completed", "Finished", "Failed", "Canceled")
+PIPELINE_RUN = "azureml.PipelineRun"
 #: Driver logs by preference: the current runtime's, a HyperDrive parent's, the older runtime's.
 DRIVER_LOGS = ("user_logs/std_log.txt", "azureml-logs/hyperdrive.txt", "azureml-logs/70_driver_log.txt")
 WORKER_LOG = re.compile(r"std_log_process_(\d+)\.txt$")
-STATUS_COLOURS = {"Completed": "green", "Failed": "red", "Canceled": "gray"}
+STATUS_COLOURS = {"Completed": "green", "Finished": "green", "Failed": "red", "Canceled": "gray"}
 
 
 class RunDetails:
@@ -111,7 +117,11 @@ class RunDetails:
         details = run.get_details()
         ended = status in TERMINAL
         self._summary.value = _summary_html(run, status, details, ended)
-        if _is_sweep(run):
+        if _is_pipeline(run):
+            self._children.value = self._pipeline_steps_html(run)
+            png = b""
+            self._metrics.value = ""
+        elif _is_sweep(run):
             self._children.value = self._sweep_children_html(run)
             png = self._sweep_chart(run)
             self._metrics.value = ""
@@ -168,6 +178,39 @@ class RunDetails:
             f"<b class='aml-sweep-summary'>{counts}</b><table class='aml-sweep-children'>{head}{''.join(lines)}</table>"
         )
 
+    def _pipeline_steps_html(self, run) -> str:
+        """One line per step that has started (or was reused): name, status, start, duration, reused or not."""
+        rows = []
+        for step in run.get_steps():
+            if step.id not in self._ended_children:
+                status = step.get_status()
+                details = step.get_details()
+                reused = getattr(step, "pipeline_run_id", run.id) != run.id
+                row = (step.name, status, details.get("startTimeUtc"), details.get("endTimeUtc"), reused,
+                       _error_message(details) if status == "Failed" else "")  # fmt: skip
+                if status in TERMINAL:
+                    self._ended_children[step.id] = row
+            else:
+                row = self._ended_children[step.id]
+            rows.append((step.id, *row))
+        rows.sort(key=lambda r: (r[3] or "~", r[1]))  # by start time; steps not started yet last
+        lines = []
+        for step_id, name, status, started, ended, reused, error in rows:
+            lines.append(
+                f"<tr class='aml-step aml-step-{html.escape(status.lower())}'><td>{html.escape(str(name))}</td>"
+                f"<td>{html.escape(status)}</td><td>{html.escape(_time(started))}</td>"
+                f"<td>{html.escape(_duration(started, ended))}</td>"
+                f"<td class='aml-step-reused'>{'reused: run ' + html.escape(str(step_id)[:8]) if reused else 'no'}"
+                f"</td><td>{html.escape(error)}</td></tr>"
+            )
+        reused_count = sum(1 for r in rows if r[5])
+        head = "<tr><th>Step</th><th>Status</th><th>Started</th><th>Duration</th><th>Reused</th><th>Error</th></tr>"
+        counts = f"{len(rows)} steps started" + (f", {reused_count} reused from earlier runs" if reused_count else "")
+        return (
+            f"<b class='aml-pipeline-summary'>{counts}</b><table class='aml-pipeline-steps'>{head}{''.join(lines)}"
+            "</table>"
+        )
+
     def _primary(self, run) -> dict | None:
         """``{"name", "goal"}`` of a sweep's primary metric, from the parent's tags or properties (read once)."""
         if self._primary_metric is None:
@@ -198,6 +241,30 @@ def _method(obj, name: str):
         return getattr(obj, name)
     except (AttributeError, NotImplementedError):
         return None
+
+
+def _is_pipeline(run) -> bool:
+    return _method(run, "get_steps") is not None and (
+        _method(run, "type") == PIPELINE_RUN or _method(run, "find_step_run") is not None
+    )
+
+
+def _duration(started, ended) -> str:
+    """How long a step ran (so far, while it runs), from the times in its details."""
+    if not started:
+        return "-"
+
+    def parse(value):
+        if isinstance(value, datetime.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+    try:
+        end = parse(ended) if ended else datetime.datetime.now(datetime.UTC)
+        seconds = max(0.0, (end - parse(started)).total_seconds())
+    except ValueError:
+        return "-"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _is_sweep(run) -> bool:

@@ -8,11 +8,13 @@ give the twin.  Configuration classes (``Environment``, ``ScriptRunConfig``,
 configuration) are not here: they build without a workspace, so azureml-core's own
 serve both modes.  The defining modules (``azureml.core.run`` ...) are listed as
 well, so ``from azureml.core.model import Model`` (a scoring script's habit) gets the
-twin too.
+twin too.  With azureml-pipeline installed, its workspace-bound classes are added
+(:data:`aml_offline.facade.pipelines.TWINS`); its steps stay azureml's.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from aml_offline.facade import workspace
@@ -49,6 +51,13 @@ TWINS: dict[str, dict[str, type]] = {
     "azureml.widgets": {"RunDetails": RunDetails},
     "azureml.widgets.run_details": {"RunDetails": RunDetails},
 }  # fmt: skip
+
+# SDK v1 pipelines (azureml.pipeline.core / .steps) when azureml-pipeline is installed: the workspace-bound classes
+# (Pipeline, PipelineRun, StepRun, PublishedPipeline, ...); the steps and data classes stay azureml's own.
+if importlib.util.find_spec("azureml.pipeline") is not None and importlib.util.find_spec("azureml.pipeline.steps"):
+    from aml_offline.facade import pipelines
+
+    TWINS.update(pipelines.TWINS)
 
 
 def workspace_folder() -> Path:

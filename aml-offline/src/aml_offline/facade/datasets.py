@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 from azureml.core import Dataset as AzureDataset
 from azureml.data import FileDataset as AzureFileDataset
 from azureml.data import TabularDataset as AzureTabularDataset
+from azureml.data.constants import _DATASET_ARGUMENT_TEMPLATE
 from azureml.data.data_reference import DataReference
 from azureml.data.datapath import DataPath
 from azureml.data.dataset_consumption_config import DatasetConsumptionConfig as AzureConsumption
@@ -96,10 +98,17 @@ class FileDataset(Offline):
         return DatasetConsumptionConfig(name, self)
 
     def as_mount(self, path_on_compute=None):
-        return self.as_named_input(self.name or f"input_{self.id[:8]}").as_mount(path_on_compute)
+        return self.as_named_input(self._input_name()).as_mount(path_on_compute)
 
     def as_download(self, path_on_compute=None):
-        return self.as_named_input(self.name or f"input_{self.id[:8]}").as_download(path_on_compute)
+        return self.as_named_input(self._input_name()).as_download(path_on_compute)
+
+    def _input_name(self) -> str:
+        """The dataset's name when azureml takes it as an input name (letters, digits and underscores), else
+        azureml's own choice for an unnamed input: ``input_`` and the start of the dataset's id."""
+        if self.name and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
+            return self.name
+        return f"input_{self.id[:8]}"
 
     def _to_spec_dict(self, mode: str, input_name: str) -> dict:
         return {"name": self.name, "version": self.version, "paths": self._paths, "mode": mode,
@@ -113,13 +122,17 @@ class FileDataset(Offline):
         )
 
 
-class DatasetConsumptionConfig(Offline):
-    """How a run consumes a dataset (twin of ``azureml.data.dataset_consumption_config``)."""
+class DatasetConsumptionConfig(Offline, AzureConsumption):
+    """How a run consumes a dataset (twin of ``azureml.data.dataset_consumption_config``).
+
+    A subclass of azureml's own, so a pipeline step (``PythonScriptStep(inputs=[ds.as_named_input("raw")])``)
+    takes it as the dataset input it is; its name is kept as given."""
 
     _azure_class = AzureConsumption
 
     def __init__(self, name, dataset, mode="direct", path_on_compute=None):
-        self.name = name
+        self._name = name
+        self.arg_val = _DATASET_ARGUMENT_TEMPLATE.format(name)
         self.dataset = dataset
         self.mode = mode
         self.path_on_compute = path_on_compute

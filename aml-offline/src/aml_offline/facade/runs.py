@@ -86,7 +86,7 @@ class Experiment(Offline):
 
     def submit(self, config, tags=None, **kwargs):
         """Submit a ``ScriptRunConfig`` or ``HyperDriveConfig``: returns the run at once; it runs in the background."""
-        return self._submit(config, tags)
+        return self._submit(config, tags, **kwargs)
 
     def start_logging(self, *args, **kwargs):
         """An interactive run, as azureml-core's: Running at once, logged to from this process, ended by
@@ -94,7 +94,7 @@ class Experiment(Offline):
         uploaded into the run when it completes; ``snapshot_directory`` (default ``.``) is kept as its snapshot."""
         return Run._start_logging(self, *args, **kwargs)
 
-    def _submit(self, config, tags=None, parent_run_id=None):
+    def _submit(self, config, tags=None, parent_run_id=None, **kwargs):
         if isinstance(config, ScriptRunConfig):
             spec = script_run_spec(self, config)
             spec["run_id"] = run_records.new_run_id(self.name)
@@ -110,6 +110,11 @@ class Experiment(Offline):
             run_records.create(self._store, self.name, spec, {**(tags or {}), **system}, _user())
             start_supervisor(self._store, spec, module="aml_offline.execution.sweeper")
             return HyperDriveRun(self, spec["run_id"], hyperdrive_config=config)
+        # A twin that submits itself (a Pipeline, a PublishedPipeline: aml_offline.facade.pipelines), with what
+        # experiment.submit(config, **kwargs) passes on (pipeline_parameters=, regenerate_outputs=, ...)
+        submit_locally = getattr(config, "_submit_locally", None)
+        if submit_locally is not None:
+            return submit_locally(self, tags=tags, parent_run_id=parent_run_id, **kwargs)
         raise UserErrorException(
             f"The local workspace runs ScriptRunConfig and HyperDriveConfig submissions; got "
             f"{type(config).__name__}. Estimators are gone from azureml-core: wrap the script in a ScriptRunConfig."
@@ -135,10 +140,16 @@ class Experiment(Offline):
         return f"Experiment(Name: {self.name}, Workspace: {self.workspace.name})"
 
 
+#: The class each run type reads as (``hyperdrive``: ``HyperDriveRun``); the pipeline twins add theirs when loaded
+RUN_CLASSES: dict[str, type] = {}
+
+
 def load_run(experiment: Experiment, run_id: str) -> Run:
-    """The run with this id, as the class its type calls for (``HyperDriveRun`` for a sweep)."""
+    """The run with this id, as the class its type calls for (``HyperDriveRun`` for a sweep, ``PipelineRun`` for a
+    pipeline, ``StepRun`` for one of its steps)."""
     run = Run(experiment, run_id)
-    return HyperDriveRun(experiment, run_id) if run.type == "hyperdrive" else run
+    kind = RUN_CLASSES.get(run.type)
+    return kind(experiment, run_id) if kind is not None else run
 
 
 class Run(Offline):
@@ -801,6 +812,9 @@ class HyperDriveRun(Run):
 
     def fail(self):
         raise UserErrorException("fail is not supported for HyperDrive runs (as on Azure).")
+
+
+RUN_CLASSES[HyperDriveRun.RUN_TYPE] = HyperDriveRun
 
 
 # --- interactive runs ----------------------------------------------------------------------------------------
