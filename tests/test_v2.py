@@ -218,13 +218,11 @@ def _bad_compute(src):
 def test_what_the_local_workspace_does_not_do_raises_not_available_naming_it(ml, tmp_path):
     from aml_offline.facade_v2 import MLClient
 
-    for name in ("batch_endpoints", "batch_deployments", "components", "schedules", "registries"):
+    for name in ("batch_endpoints", "batch_deployments", "schedules", "registries"):
         with pytest.raises(NotAvailableOffline, match=f"MLClient.{name} is not available in the local workspace"):
             getattr(ml, name)
     with pytest.raises(NotAvailableOffline, match="registries"):
         MLClient(credential=None, registry_name="my-registry")  # the azureml registry's curated environments are known
-    with pytest.raises(NotAvailableOffline, match="PipelineJob"):
-        ml.jobs.create_or_update(PipelineJob(jobs={}))
     registered_env = _job(_source(tmp_path), 0.5)
     registered_env.environment = "azureml:keras-env@latest"
     with pytest.raises(ValidationException, match="Asset keras-env does not exist in workspace"):  # azure-ai-ml's

@@ -312,10 +312,10 @@ def test_a_missing_dataset_file_fails_the_run_naming_the_file(ws, tmp_path):
 def test_what_the_twin_lacks_is_a_clear_error_not_an_attribute_error(ws):
     with pytest.raises(NotAvailableOffline, match="Workspace.write_config is not available in the local workspace"):
         ws.write_config()
-    with pytest.raises(NotAvailableOffline, match="Experiment.start_logging"):
-        Experiment(ws, "behaviour").start_logging()
-    with pytest.raises(NotAvailableOffline, match="Dataset.Tabular"):
-        Dataset.Tabular  # noqa: B018
+    with pytest.raises(NotAvailableOffline, match="Experiment.archive"):
+        Experiment(ws, "behaviour").archive()
+    with pytest.raises(NotAvailableOffline, match="Dataset.get_by_id"):
+        Dataset.get_by_id(ws, "0000")
     with pytest.raises(AttributeError) as typo:
         ws.no_such_thing  # noqa: B018
     assert not isinstance(typo.value, NotImplementedError), "a typo stays an AttributeError"

@@ -455,6 +455,8 @@ class PipelineSupervisor:
             if state.get("spec") is None or state["status"] in (*TERMINAL, "Skipped"):
                 continue
             status = run_status.current_status(self.store, state["spec"])
+            if status == "NotStarted" and state.get("started"):
+                continue  # its supervisor thread has not recorded Queued yet (start_step)
             if status in TERMINAL and node in self.threads:
                 self.threads[node].join(timeout=STOP_WAIT_S)  # its supervisor has finished its clean-up
             if status == "Completed":
@@ -533,7 +535,10 @@ class PipelineSupervisor:
         else:
             run["type"] = STEP_RUN
         spec = self.update_record(node, run, outputs=outputs, reuse_key=key, started=True)
-        state.update(spec=spec, outputs=outputs, produced_by=run_id, reused=False, key=key)
+        # Queued from now on, here: its supervisor thread records Queued when it gets going, and until then a status
+        # read still says NotStarted, which must neither start the step a second time nor end the pipeline early
+        state.update(spec=spec, outputs=outputs, produced_by=run_id, reused=False, key=key, started=True,
+                     status="Queued")  # fmt: skip
         run_dir = self.store.run_dir(run_id)
         worker = StepSweepSupervisor(run_dir) if step["kind"] == "sweep" else StepSupervisor(run_dir, store=self.store)
         thread = threading.Thread(target=worker.run, name=f"step-{step['name']}", daemon=True)
