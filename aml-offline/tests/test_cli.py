@@ -162,3 +162,28 @@ def test_stopping_one_workspace_leaves_anothers_process_of_the_same_name_alone(t
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_stop_ends_a_running_run_canceled_with_the_reason_not_left_running(ws, tmp_path):
+    """After ``aml-offline stop`` no run reads Preparing or Running with no process behind it (a notebook that
+    submitted and did not wait left such runs); an interactive run, which has no process, is left as it was."""
+    import time
+
+    from azureml.core import ScriptRunConfig
+
+    from aml_offline.facade import Experiment
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "slow.py").write_text("import time\ntime.sleep(120)\n")
+    config = ScriptRunConfig(source_directory=str(tmp_path / "src"), script="slow.py")
+    config.run_config.environment.python.interpreter_path = sys.executable
+    experiment = Experiment(ws, "stopped")
+    run = experiment.submit(config)
+    interactive = experiment.start_logging(snapshot_directory=None)
+    deadline = time.time() + 60
+    while run.get_status() != "Running" and time.time() < deadline:
+        time.sleep(0.3)
+    aml_offline.stop_everything(ws._store.root)
+    assert run.get_status() == "Canceled" and "aml-offline stop" in run.get_details()["cancelReason"]
+    assert interactive.get_status() == "Running"
+    interactive.complete()

@@ -17,7 +17,10 @@ from aml_offline.records import compute as compute_records
 from aml_offline.records import datasets as dataset_records
 from aml_offline.records import endpoints as endpoint_records
 from aml_offline.records import models as model_records
+from aml_offline.records import runs as run_records
 from aml_offline.records import services as service_records
+from aml_offline.records import status as run_status
+from aml_offline.records.status import TERMINAL
 from aml_offline.store import LocalStore, default_root
 
 #: What marks a folder as a local workspace (reset deletes nothing else)
@@ -108,7 +111,25 @@ def stop_everything(folder: str | Path | None = None) -> int:
     """Stop every process the workspace started (web services, runs, sweeps, MLflow UIs) and what they started;
     returns how many processes were signalled.  Only processes the ledger recorded, checked by start time."""
     store = _existing_store(_folder(folder))
-    return 0 if store is None else ledger.stop_everything(store)
+    if store is None:
+        return 0
+    _cancel_unfinished_runs(store, "stopped by `aml-offline stop` (or reset)")
+    return ledger.stop_everything(store)
+
+
+def _cancel_unfinished_runs(store: LocalStore, reason: str) -> None:
+    """Runs the stop ends (submitted ones, not yet final) end Canceled with the reason first, so that none is left
+    reading Preparing or Running with no process behind it.  Interactive runs have no process: they are left as
+    their notebook left them, as on Azure."""
+    with store.db() as db:
+        ids = [r[0] for r in db.execute("SELECT run_id FROM run_status WHERE status NOT IN (?, ?, ?)", TERMINAL)]
+    for run_id in ids:
+        try:
+            spec = run_records.spec_of(store, run_id)
+        except run_records.RunNotFound:
+            continue
+        if not spec.get("interactive"):
+            run_status.set_status(store, spec, "Canceled", reason=reason)
 
 
 def reset(folder: str | Path | None = None) -> int:
