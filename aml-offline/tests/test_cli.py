@@ -187,3 +187,16 @@ def test_stop_ends_a_running_run_canceled_with_the_reason_not_left_running(ws, t
     assert run.get_status() == "Canceled" and "aml-offline stop" in run.get_details()["cancelReason"]
     assert interactive.get_status() == "Running"
     interactive.complete()
+
+
+def test_status_reads_a_service_whose_server_is_gone_as_unhealthy_not_healthy(tmp_path):
+    """As ``Webservice.state`` reads it: after a stop the record still says Healthy, but no server answers."""
+    from aml_offline.records import services as service_records
+
+    root = tmp_path / "ws"
+    store = LocalStore.get(root)
+    service_records.claim(store, "svc", "ACI", str(tmp_path), False, [])
+    service_records.set_state(store, "svc", "Healthy", pid=4_000_000)  # a pid no live server of its has
+    out = cli("--workspace", str(root), "status", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "svc (Unhealthy: no server (stopped))" in out.stdout, out.stdout

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from aml_offline.execution import data, ledger
+from aml_offline.execution import data, ledger, serving
 from aml_offline.records import compute as compute_records
 from aml_offline.records import datasets as dataset_records
 from aml_offline.records import endpoints as endpoint_records
@@ -88,9 +88,7 @@ def status(folder: str | Path | None = None) -> str:
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
     models = {name: len(model_records.versions(store, name)) for name in model_records.names(store)}
     datasets = {name: len(dataset_records.versions(store, name)) for name in dataset_records.names(store)}
-    services = {
-        name: (service_records.get(store, name) or {}).get("state", "?") for name in service_records.names(store)
-    }
+    services = {name: _service_state(store, name) for name in service_records.names(store)}
     lines = [
         f"Local workspace {root} ({size / 2**20:.1f} MiB)",
         "Runs:        " + (", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none"),
@@ -105,6 +103,16 @@ def status(folder: str | Path | None = None) -> str:
     now = time.time()
     lines += [f"  pid {p['pid']:>7}  {p['role']:<10} {p['owner']}  ({now - p['since']:.0f} s)" for p in procs]
     return "\n".join(lines)
+
+
+def _service_state(store: LocalStore, name: str) -> str:
+    """A service's state as ``Webservice.state`` reads it: a Healthy one whose server is gone (stopped, killed) is
+    Unhealthy, not the Healthy its record last said."""
+    row = service_records.get(store, name) or {}
+    state = row.get("state", "?")
+    if state in ("Healthy", "Transitioning") and row.get("pid") and not serving.server_alive(store, name):
+        return "Failed" if state == "Transitioning" else "Unhealthy: no server (stopped)"
+    return state
 
 
 def stop_everything(folder: str | Path | None = None) -> int:
