@@ -192,3 +192,10 @@ def test_the_catalogue_is_dated_sourced_and_answers_both_sdks_names():
         "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu",
     } <= names - current
     assert len(names) == len(curated.entries())  # one entry per name
+
+
+def test_a_curated_name_is_found_whatever_its_case_as_microsofts_samples_spell_it(ws):
+    from aml_offline.facade.environments import Environment
+
+    env = Environment.get(ws, name="azureml-sklearn-1.5")
+    assert env.name == "AzureML-sklearn-1.5"

@@ -73,6 +73,7 @@ def test_run_get_list_and_cancel_find_interactive_runs_and_a_submitted_run_canno
 
     exp = _experiment(ws)
     run = exp.start_logging(snapshot_directory=None)
+    assert Path("outputs").is_dir(), "azureml-core makes ./outputs at start_logging: a script saves into it at once"
     assert Run.get(ws, run.id).id == run.id and ws.get_run(run.id).id == run.id
     assert [r.id for r in Run.list(exp, status="Running")] == [run.id]
     run.cancel()

@@ -32,7 +32,8 @@ _REGISTRY = re.compile(
     r"^azureml://registries/azureml/environments/(?P<name>[^/@:]+)(?:/(?:versions|labels)/[^/]+|@[^/]+)?/?$",
     re.IGNORECASE,
 )
-_BY_NAME = {e["name"]: e for e in ENVIRONMENTS}
+# Azure looks curated environments up whatever the case: Microsoft's samples ask for 'azureml-sklearn-1.5'
+_BY_NAME = {e["name"].lower(): e for e in ENVIRONMENTS}
 _BY_REGISTRY = {e["registry"]: e for e in ENVIRONMENTS if e["registry"]}
 
 
@@ -48,10 +49,10 @@ def find(reference: str) -> dict | None:
     text = str(reference or "").strip()
     match = _REGISTRY.match(text)
     if match:
-        found = _BY_REGISTRY.get(match["name"])
+        found = _BY_REGISTRY.get(match["name"]) or _BY_REGISTRY.get(match["name"].lower())
     else:
         name = text.removeprefix("azureml:").split("@", 1)[0].split(":", 1)[0]
-        found = _BY_NAME.get(name)
+        found = _BY_NAME.get(name.lower())
     return copy.deepcopy(found) if found else None
 
 

@@ -135,7 +135,7 @@ class Environment(AzureEnvironment):
         if label and version:
             raise UserErrorException("Only one of version or label can be specified")
         entry = curated.find(name)
-        if entry is not None and entry["name"] == name:
+        if entry is not None and entry["name"].lower() == str(name).lower():
             if entry["status"] == "retired":
                 raise _not_found(name, version, label, _retired(entry))
             if label:

@@ -280,6 +280,8 @@ class Run(Offline):
         for arg in kwargs:
             warn_ignored("Experiment.start_logging", arg)
         outputs = None if outputs is False else OUTPUTS_DIR if outputs in (None, True) else outputs
+        if outputs:  # azureml-core makes the folder it tracks, and scripts save into it at once
+            Path(outputs).mkdir(parents=True, exist_ok=True)
         run = _create_interactive(experiment, name=name, run_id=run_id, outputs=outputs, parent=None,
                                   display_name=display_name, tags=tags, description=description)  # fmt: skip
         if properties:
@@ -533,7 +535,7 @@ class Run(Offline):
         return written
 
     def get_portal_url(self) -> str:
-        return f"local run folder {self._dir} (browse all runs with `make mlflow-ui`)"
+        return f"local run folder {self._dir} (browse all runs with `aml-offline mlflow-ui`)"
 
     # --- children (HyperDrive's trials) ------------------------------------------------------------
     def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
