@@ -118,6 +118,21 @@ def _reporting(message: str):
         get_duration(start)
 
 
+def _endpoint_entity(name: str, record: dict, port: int | None, state: str | None) -> ManagedOnlineEndpoint:
+    """The endpoint as azure-ai-ml's entity, served on ``port`` of 127.0.0.1 (None: no server answers for it)."""
+    return ManagedOnlineEndpoint(
+        name=name,
+        auth_mode=record["auth_mode"],
+        description=record.get("description"),
+        tags=record.get("tags") or {},
+        traffic=dict(record.get("traffic") or {}),
+        scoring_uri=f"http://127.0.0.1:{port}/score" if port else None,
+        openapi_uri=f"http://127.0.0.1:{port}/swagger.json" if port else None,
+        provisioning_state=state,
+        location="local",
+    )
+
+
 class OnlineEndpointOperations(Offline):
     """Endpoints: ``begin_create_or_update``, ``get``, ``list``, ``get_keys``, ``begin_regenerate_keys``,
     ``invoke``, ``begin_delete``; with ``local=True``, the local endpoints azure-ai-ml runs in Docker."""
@@ -194,17 +209,7 @@ class OnlineEndpointOperations(Offline):
             return self._local_entity(name, record)
         routed = _routed(record)
         port = _port(self._store, name, routed) if routed else None
-        return ManagedOnlineEndpoint(
-            name=name,
-            auth_mode=record["auth_mode"],
-            description=record.get("description"),
-            tags=record.get("tags") or {},
-            traffic=dict(record.get("traffic") or {}),
-            scoring_uri=f"http://127.0.0.1:{port}/score" if port else None,
-            openapi_uri=f"http://127.0.0.1:{port}/swagger.json" if port else None,
-            provisioning_state="Succeeded",
-            location="local",
-        )
+        return _endpoint_entity(name, record, port, "Succeeded")
 
     def _local_entity(self, name: str, record: dict) -> ManagedOnlineEndpoint:
         """As azure-ai-ml shows a local endpoint: its first deployment's server gives the scoring URI and the state
@@ -215,17 +220,7 @@ class OnlineEndpointOperations(Offline):
             service = _service(record, deployments[0])
             port = serving.port_of(self._store, service)
             state = "Succeeded" if serving.server_alive(self._store, service) else "Failed"
-        return ManagedOnlineEndpoint(
-            name=name,
-            auth_mode=record["auth_mode"],
-            description=record.get("description"),
-            tags=record.get("tags") or {},
-            traffic=dict(record.get("traffic") or {}),
-            scoring_uri=f"http://127.0.0.1:{port}/score" if port else None,
-            openapi_uri=f"http://127.0.0.1:{port}/swagger.json" if port else None,
-            provisioning_state=state,
-            location="local",
-        )
+        return _endpoint_entity(name, record, port, state)
 
     def list(self, *, local: bool = False) -> list[ManagedOnlineEndpoint]:
         return [self.get(name, local=local) for name in _names(self._store, local)]
