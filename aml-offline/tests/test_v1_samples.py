@@ -72,6 +72,7 @@ def run_sample(notebook: Path, tmp_path: Path) -> str:
     return (tmp_path / "out" / notebook.name).read_text()  # the executed copy, with outputs
 
 
+@pytest.mark.samples
 @pytest.mark.parametrize("notebook", SAMPLES, ids=lambda p: p.stem)
 def test_a_v1_sample_notebook_runs_offline_unmodified(notebook: Path, tmp_path):
     assert "Local mode (AZUREML_MODE=local)" in run_sample(notebook, tmp_path)

@@ -16,6 +16,7 @@ from test_v1_samples import run_sample
 SAMPLES = sorted((Path(__file__).parent / "v2_samples").glob("*.ipynb"))
 
 
+@pytest.mark.samples
 @pytest.mark.parametrize("notebook", SAMPLES, ids=lambda p: p.stem)
 def test_a_v2_sample_notebook_runs_offline_unmodified(notebook: Path, tmp_path):
     executed = run_sample(notebook, tmp_path)
