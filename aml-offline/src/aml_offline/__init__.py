@@ -35,7 +35,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 from aml_offline.boundary import activate, deactivate, kernel_env
-from aml_offline.mode import ModeError
+from aml_offline.mode import ModeError, resolve_mode
 from aml_offline.offline import LocalWorkspaceWarning, NotAvailableOffline
 
 try:
@@ -72,6 +72,7 @@ __all__ = [
     "activate",
     "deactivate",
     "kernel_env",
+    "resolve_mode",
     *_ADMIN,
     *_TWINS,
     *_EXECUTION,
