@@ -217,6 +217,59 @@ def test_a_published_pipeline_runs_by_id_with_the_scripts_it_was_published_with(
         Schedule.create(ws, name="nightly", pipeline_id=published.id, experiment_name="x")
 
 
+#: Copies the text of its --data file into its --out folder
+READ_ONE_FILE = """
+    import argparse, os
+    p = argparse.ArgumentParser(); p.add_argument("--data"); p.add_argument("--out"); a = p.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    open(os.path.join(a.out, "value.txt"), "w").write(open(a.data).read())
+"""
+
+
+def test_a_file_dataset_pipeline_parameter_is_mounted_as_its_file_and_another_dataset_at_submit_reruns(ws, tmp_path):
+    # the boundary's names for these (what `from azureml.pipeline.core import PipelineParameter` gives in local mode)
+    from azureml.data.datapath import DataPath
+
+    from aml_offline import Dataset
+    from aml_offline.facade.datasets import DatasetConsumptionConfig
+    from aml_offline.facade.pipelines import PipelineParameter as LocalPipelineParameter
+
+    code = tmp_path / "reader"
+    code.mkdir()
+    (code / "read.py").write_text(textwrap.dedent(READ_ONE_FILE))
+    for name, text in (("a.txt", "alpha"), ("b.txt", "beta")):
+        (tmp_path / name).write_text(text)
+    store = ws.get_default_datastore()
+    store.upload_files([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], target_path="texts", overwrite=True)
+    alpha = Dataset.File.from_files((store, "texts/a.txt"))
+    beta = Dataset.File.from_files((store, "texts/b.txt"))
+    parameter = LocalPipelineParameter(name="text_ds", default_value=alpha)
+    data = DatasetConsumptionConfig("text", parameter).as_mount()
+    out = OutputFileDatasetConfig(name="copy")
+    read = PythonScriptStep(name="read", script_name="read.py", source_directory=str(code),
+                            arguments=["--data", data, "--out", out], inputs=[data], outputs=[out])  # fmt: skip
+    pipeline = Pipeline(workspace=ws, steps=[read])
+    experiment = Experiment(ws, "dataset-parameters")
+
+    first = experiment.submit(pipeline)  # the default: a dataset of one file, mounted as that file (as Azure does)
+    assert first.wait_for_completion(show_output=False) == "Finished"
+    assert value(first.find_step_run("read")[0], "copy") == "alpha"
+    second = experiment.submit(pipeline, pipeline_parameters={"text_ds": beta})
+    assert second.wait_for_completion(show_output=False) == "Finished"
+    step_run = second.find_step_run("read")[0]
+    assert not step_run._is_reused and value(step_run, "copy") == "beta"
+    with pytest.raises(TypeError, match="Expected type: FileDataset"):
+        experiment.submit(pipeline, pipeline_parameters={"text_ds": DataPath(store, "texts/a.txt")})
+
+    rows = Dataset.Tabular.from_delimited_files((store, "texts/a.txt"), validate=False)
+    table = LocalPipelineParameter(name="table", default_value=rows)
+    tabular_input = DatasetConsumptionConfig("rows", table)
+    tabular = PythonScriptStep(name="t", script_name="read.py", source_directory=str(code),
+                               arguments=["--data", tabular_input], inputs=[tabular_input])  # fmt: skip
+    with pytest.raises(NotAvailableOffline, match="holding a TabularDataset .*pass a file dataset"):
+        Pipeline(workspace=ws, steps=[tabular])
+
+
 def test_validate_finds_a_cycle_and_submit_refuses_it(ws, src):
     store = ws.get_default_datastore()
     first, second = (
@@ -298,3 +351,15 @@ def test_a_v2_pipeline_of_components_runs_on_serverless_compute_and_a_failing_no
     statuses = {c.display_name: (c.status, c.properties.get("azureml.isreused")) for c in
                 ml_client.jobs.list(parent_job_name=bad.name)}  # fmt: skip
     assert statuses == {"a": ("Completed", "true"), "b": ("Failed", None)}, statuses
+
+
+def test_a_step_environment_that_lists_azureml_sdk_runs_in_this_interpreter_with_the_local_workspace():
+    # Microsoft's HyperDrive pipeline sample registers its model in a step whose environment lists azureml-sdk: built
+    # into an environment of its own, that step would not reach the local workspace
+    from aml_offline.execution import envs, snapshot
+
+    assert snapshot.unsatisfied("azureml-sdk") is None
+    assert snapshot.missing_packages({"pip": ["azureml-sdk", "azureml-defaults", "no-such-package-xyz"]}) == [
+        "no-such-package-xyz"
+    ]
+    assert envs.requirements({"name": "e", "conda": [], "pip": ["azureml-sdk"]}) == ["azureml-core"]

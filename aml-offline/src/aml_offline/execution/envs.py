@@ -50,7 +50,7 @@ from aml_offline import settings
 from aml_offline.execution import ledger
 
 #: What stands in locally for Azure ML's runtime metapackage inside a built environment.
-ENV_STAND_INS = {"azureml-defaults": "azureml-core", "azureml-mlflow": "mlflow"}
+ENV_STAND_INS = {"azureml-defaults": "azureml-core", "azureml-sdk": "azureml-core", "azureml-mlflow": "mlflow"}
 BUILD_CONSTRAINTS = ["setuptools<70"]
 NOT_PIP = {"python", "pip"}
 

@@ -507,8 +507,10 @@ class PipelineSupervisor:
                 identities[name] = {"datastore": source["datastore"], "path": source["path"]}
             else:
                 files[name] = {k: source["dataset"].get(k) for k in ("name", "version", "paths")}
-                identities[name] = files[name]
+                identities[name] = dict(files[name])
             mode = "download" if item.get("mode") == "download" else "mount"
+            if "dataset" in source and mode == "mount":  # as Azure mounts a dataset of one file: the file's path
+                files[name]["is_file"] = _one_file(source["dataset"].get("paths") or [])
             files[name].update(mode=mode, input_name=name)
             identities[name] = {**identities[name], "mode": mode}
         return files, identities
@@ -709,6 +711,16 @@ class PipelineSupervisor:
                 self.say(f"Output {name}: the best trial {best} has no {source}; left empty")
                 continue
             self.say(f"Output {name}: from the best trial {best}")
+
+
+def _one_file(paths: list[str]) -> bool:
+    """Whether a dataset's paths name one file (a web address of a file, or a file on this machine), not a
+    folder or a pattern."""
+    if len(paths) != 1 or any(c in paths[0] for c in "*?["):
+        return False
+    if data.is_url(paths[0]):
+        return not paths[0].endswith("/")
+    return Path(paths[0]).is_file()
 
 
 def main(argv: list[str]) -> int:

@@ -18,9 +18,11 @@ from aml_offline import azure_names
 from aml_offline.execution.curated_environments import ENVIRONMENTS as CURATED
 
 #: Packages an Azure environment lists that this machine's stand in for: ``azureml-defaults`` brings what
-#: ``Run.get_context()`` needs (azureml-core); ``azureml-mlflow`` is MLflow's plugin for Azure's tracking
-#: (``azureml://`` URIs), and a local job's ``MLFLOW_TRACKING_URI`` is the local workspace's own store.
-STAND_INS = {"azureml-defaults": "azureml-core", "azureml-mlflow": "mlflow"}
+#: ``Run.get_context()`` needs (azureml-core), and so does ``azureml-sdk``, the SDK's metapackage (a pipeline
+#: step that registers a model lists it: built into an environment of its own, it would lack the local
+#: workspace); ``azureml-mlflow`` is MLflow's plugin for Azure's tracking (``azureml://`` URIs), and a local
+#: job's ``MLFLOW_TRACKING_URI`` is the local workspace's own store.
+STAND_INS = {"azureml-defaults": "azureml-core", "azureml-sdk": "azureml-core", "azureml-mlflow": "mlflow"}
 
 
 #: Azure's limits on a run's snapshot (azureml._restclient.constants): beyond them it refuses the submission.

@@ -2,7 +2,8 @@
 
 ``Pipeline(ws, steps)`` reads azureml's own step objects (``PythonScriptStep``, ``CommandStep``, ``HyperDriveStep``
 and what they hold: ``PipelineData``, ``PipelineParameter``, ``OutputFileDatasetConfig``, datasets, data references,
-``StepSequence``, which build without a workspace and stay azureml's) into the plain step graph that the execution
+``StepSequence``, which build without a workspace and stay azureml's; ``PipelineParameter`` is a subclass of azureml's
+that also holds this workspace's file datasets) into the plain step graph that the execution
 layer runs (:mod:`aml_offline.execution.pipelines`): every step a run of this workspace, a child of the pipeline run,
 with its data in the datastore folders.  ``experiment.submit(pipeline, pipeline_parameters=...)`` and
 ``pipeline.submit(...)`` start it; ``PipelineRun`` and ``StepRun`` read it, with azureml-pipeline's names, words
@@ -30,7 +31,7 @@ from azureml.data.output_dataset_config import OutputDatasetConfig, OutputFileDa
 from azureml.exceptions import ActivityFailedException, SnapshotException, UserErrorException
 from azureml.pipeline.core import Module as AzureModule
 from azureml.pipeline.core import Pipeline as AzurePipeline
-from azureml.pipeline.core import PipelineData, PipelineParameter, PipelineStep, StepSequence
+from azureml.pipeline.core import PipelineData, PipelineStep, StepSequence
 from azureml.pipeline.core import PipelineDraft as AzurePipelineDraft
 from azureml.pipeline.core import PipelineEndpoint as AzurePipelineEndpoint
 from azureml.pipeline.core import PipelineRun as AzurePipelineRun
@@ -40,6 +41,7 @@ from azureml.pipeline.core import Schedule as AzureSchedule
 from azureml.pipeline.core import StepRun as AzureStepRun
 from azureml.pipeline.core import StepRunOutput as AzureStepRunOutput
 from azureml.pipeline.core.graph import InputPortBinding, OutputPortBinding, ParamDef, PipelineDataset, _PipelineIO
+from azureml.pipeline.core.graph import PipelineParameter as AzurePipelineParameter
 from azureml.pipeline.core.module import Module
 from azureml.pipeline.core.pipeline_output_dataset import PipelineOutputAbstractDataset
 from azureml.pipeline.steps import CommandStep, HyperDriveStep, PythonScriptStep
@@ -48,7 +50,7 @@ from azureml.pipeline.steps import HyperDriveStepRun as AzureHyperDriveStepRun
 from aml_offline.execution import pipelines as executor
 from aml_offline.execution import snapshot, sweep_rules, watch
 from aml_offline.facade._base import Offline, not_available, warn_ignored
-from aml_offline.facade.datasets import FileDataset
+from aml_offline.facade.datasets import DatasetConsumptionConfig, FileDataset, TabularDataset
 from aml_offline.facade.datastores import Datastore, relative_path
 from aml_offline.facade.environments import environment_spec
 from aml_offline.facade.runs import (
@@ -94,16 +96,49 @@ def _refusing(name: str, why: str):
     return staticmethod(refuse)
 
 
+WHY_TABULAR = (
+    "a run of the local workspace gets files, not a tabular dataset: pass a file dataset "
+    "(Dataset.File.from_files(...)) and read the files with pandas in the script"
+)
+
+
 def _plain_parameter(name: str, value):
-    """A pipeline parameter's value as plain data: a number or text, or a DataPath's datastore and path."""
+    """A pipeline parameter's value as plain data: a number or text, a DataPath's datastore and path, or a file
+    dataset's files (``{"dataset": {"name", "version", "paths"}}``)."""
     if isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, DataPath):
         return {"datastore": value.datastore_name, "path": relative_path(value.path_on_datastore or "")}
+    if isinstance(value, FileDataset):
+        return {"dataset": {"name": value.name, "version": value.version, "paths": list(value._paths)}}
+    if isinstance(value, TabularDataset):
+        raise not_available(f"PipelineParameter {name!r} holding a TabularDataset", WHY_TABULAR)
     raise not_available(
         f"PipelineParameter {name!r} of type {type(value).__name__}",
-        "the local workspace takes numbers, text, booleans and DataPath values; pass a dataset as a step input",
+        "the local workspace takes numbers, text, booleans, DataPath values and file datasets",
     )
+
+
+def _parameter_kind(value) -> str:
+    """What kind of value a plain parameter is, in azureml's words (for a value of the wrong kind at submit)."""
+    if isinstance(value, dict):
+        return "FileDataset" if "dataset" in value else "DataPath"
+    return type(value).__name__
+
+
+class PipelineParameter(Offline, AzurePipelineParameter):
+    """``azureml.pipeline.core.PipelineParameter``, which also takes the local workspace's datasets as its default
+    value (azureml's own checks for its own dataset classes); a subclass of azureml's, so its steps take it as
+    the parameter it is."""
+
+    _azure_class = AzurePipelineParameter
+
+    def __init__(self, name, default_value):
+        if isinstance(default_value, FileDataset | TabularDataset):
+            self.name = name
+            self.default_value = default_value
+            return
+        super().__init__(name, default_value)
 
 
 def _training_output(output) -> dict | None:
@@ -201,7 +236,7 @@ class _GraphBuilder:
         for name, value in (step._params or {}).items():
             if name in HYPERDRIVE_METADATA:
                 continue
-            if isinstance(value, PipelineParameter):
+            if isinstance(value, AzurePipelineParameter):
                 self.parameter(value)
                 value = {"parameter": value.name}
             variables[ParamDef._param_name_to_env_variable(name)] = value if isinstance(value, dict) else str(value)
@@ -290,7 +325,7 @@ class _GraphBuilder:
         }
         return {"run": run, "sweep": sweep}
 
-    def parameter(self, parameter: PipelineParameter) -> None:
+    def parameter(self, parameter: AzurePipelineParameter) -> None:
         value = _plain_parameter(parameter.name, parameter.default_value)
         if parameter.name in self.parameters and self.parameters[parameter.name] != value:
             raise Exception(  # azureml's own words and type
@@ -333,11 +368,15 @@ class _GraphBuilder:
         return name, {"mode": mode, "source": self.source(step, name, obj)}, obj
 
     def source(self, step, name, obj) -> dict:
-        if isinstance(obj, PipelineParameter):
-            raise not_available(
-                f"Step {step.name}: input {name} from a dataset pipeline parameter",
-                "pass the dataset itself (dataset.as_named_input(...)) as the step's input",
-            )
+        if isinstance(obj, AzurePipelineParameter):  # a dataset parameter: its value is chosen at submit
+            if not isinstance(obj.default_value, FileDataset | TabularDataset):
+                raise not_available(
+                    f"Step {step.name}: input {name} from pipeline parameter {obj.name!r} of type "
+                    f"{type(obj.default_value).__name__}",
+                    "a step input's parameter holds a dataset (or, through DataPathComputeBinding, a DataPath)",
+                )
+            self.parameter(obj)
+            return {"parameter": obj.name}
         if isinstance(obj, PipelineData | OutputPortBinding | OutputDatasetConfig):
             producer = obj._producer
             if isinstance(obj, OutputDatasetConfig):
@@ -351,6 +390,8 @@ class _GraphBuilder:
             return {"node": self.nodes_for(producer, step), "output": _output_of(producer, obj)}
         if isinstance(obj, FileDataset):
             return {"dataset": {"name": obj.name, "version": obj.version, "paths": list(obj._paths)}}
+        if isinstance(obj, TabularDataset):
+            raise not_available(f"Step {step.name}: input {name} (a TabularDataset)", WHY_TABULAR)
         if isinstance(obj, AzurePortDataReference):
             return {"datastore": obj.datastore_name, "path": relative_path(obj.path_on_datastore or "")}
         if isinstance(obj, DataReference):
@@ -413,7 +454,7 @@ class _GraphBuilder:
                 if arg.startswith(prefix):
                     return {kind: arg[len(prefix) :]}
             return arg
-        if isinstance(arg, PipelineParameter):
+        if isinstance(arg, AzurePipelineParameter):
             self.parameter(arg)
             return {"parameter": arg.name}
         if isinstance(arg, PipelineData | OutputPortBinding) and any(out is arg for out in step._outputs):
@@ -477,10 +518,12 @@ def _parameter_values(graph: dict, given: dict | None) -> dict:
         if key not in values:
             raise Exception(f"Pipeline parameter with name {key} does not exist")  # azureml's words and type
         plain = _plain_parameter(key, value)
-        if isinstance(values[key], dict) != isinstance(plain, dict):
+        if isinstance(values[key], dict) != isinstance(plain, dict) or (
+            isinstance(plain, dict) and _parameter_kind(plain) != _parameter_kind(values[key])
+        ):
             raise TypeError(
                 f"Pipeline parameter with name {key} is of incorrect type {type(value).__name__}. Expected type: "
-                f"{'DataPath' if isinstance(values[key], dict) else type(values[key]).__name__}"
+                f"{_parameter_kind(values[key])}"
             )
         values[key] = plain
     return values
@@ -1103,22 +1146,27 @@ class PipelineModule(Offline):
     module_def_builder = staticmethod(Module.module_def_builder)
 
 
-#: What the boundary overlays (see ``aml_offline.facade.boundary``): the workspace-bound classes only; the steps and
-#: data classes stay azureml's.  ``Module`` is overlaid where notebooks import it, not in its own module (azureml's
-#: code imports it from there).
+#: What the boundary overlays (see ``aml_offline.facade.boundary``): the workspace-bound classes; the steps and
+#: data classes stay azureml's, except ``PipelineParameter`` and ``DatasetConsumptionConfig``, whose checks know
+#: only azureml's datasets (the twins are subclasses of azureml's, so the steps take them).  ``Module`` is overlaid
+#: where notebooks import it, not in its own module (azureml's code imports it from there).
 TWINS: dict[str, dict[str, type]] = {
     "azureml.pipeline.core": {"Pipeline": Pipeline, "PipelineRun": PipelineRun, "StepRun": StepRun,
+                              "PipelineParameter": PipelineParameter,
                               "StepRunOutput": StepRunOutput, "PublishedPipeline": PublishedPipeline,
                               "PortDataReference": PortDataReference, "Schedule": Schedule,
                               "PipelineEndpoint": PipelineEndpoint, "PipelineDraft": PipelineDraft,
                               "Module": PipelineModule},
     "azureml.pipeline.core.pipeline": {"Pipeline": Pipeline},
     "azureml.pipeline.core.run": {"PipelineRun": PipelineRun, "StepRun": StepRun, "StepRunOutput": StepRunOutput},
-    "azureml.pipeline.core.graph": {"PublishedPipeline": PublishedPipeline, "PortDataReference": PortDataReference},
+    "azureml.pipeline.core.graph": {"PublishedPipeline": PublishedPipeline, "PortDataReference": PortDataReference,
+                                    "PipelineParameter": PipelineParameter},
     "azureml.pipeline.core.schedule": {"Schedule": Schedule},
     "azureml.pipeline.core.pipeline_endpoint": {"PipelineEndpoint": PipelineEndpoint},
     "azureml.pipeline.core.pipeline_draft": {"PipelineDraft": PipelineDraft},
     "azureml.pipeline.steps": {"HyperDriveStepRun": HyperDriveStepRun},
+    # DatasetConsumptionConfig("name", PipelineParameter(default_value=dataset)): azureml's checks its own datasets
+    "azureml.data.dataset_consumption_config": {"DatasetConsumptionConfig": DatasetConsumptionConfig},
     "azureml.pipeline.steps.hyper_drive_step": {"HyperDriveStepRun": HyperDriveStepRun},
 }  # fmt: skip
 
