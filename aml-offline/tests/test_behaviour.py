@@ -378,3 +378,17 @@ def test_register_model_takes_the_path_as_azureml_core_normalises_it(ws, tmp_pat
     run.wait_for_completion()
     model = run.register_model(model_name="normalised", model_path="./outputs/m.pkl")
     assert model.name == "normalised" and model.run_id == run.id
+
+
+def test_azureml_cores_own_model_register_inside_a_run_fails_saying_what_to_use(ws, tmp_path):
+    """Inside a run ``Model`` is azureml-core's (as on Azure compute) and the run's workspace the local one: the
+    Pipelines HyperDrive sample's register step does this. The run fails naming run.register_model, not an
+    attribute of azureml-core's internals."""
+    body = (
+        "from azureml.core import Model, Run\n"
+        "run = Run.get_context()\n"
+        "Model.register(workspace=run.experiment.workspace, model_path='train.py', model_name='m')\n"
+    )
+    details = submit(ws, script_dir(tmp_path, body)).wait_for_completion(raise_on_error=False)
+    message = details["error"]["error"]["message"]
+    assert details["status"] == "Failed" and "run.register_model(...)" in message, message

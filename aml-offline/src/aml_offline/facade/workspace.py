@@ -8,7 +8,7 @@ from pathlib import Path
 from azureml.core import Workspace as AzureWorkspace
 
 from aml_offline import mlflow_store
-from aml_offline.facade._base import Offline, warn_ignored
+from aml_offline.facade._base import Offline, not_available, warn_ignored
 from aml_offline.facade.compute import ComputeTarget
 from aml_offline.facade.datasets import Dataset
 from aml_offline.facade.datastores import Datastore
@@ -103,6 +103,18 @@ class Workspace(Offline):
     @property
     def models(self) -> dict:
         return {m.name: m for m in Model.list(self, latest=True)}
+
+    @property
+    def service_context(self):
+        """What azureml-core's own classes ask a workspace for first: they were given the local workspace.
+
+        That happens inside a submitted run, where ``from azureml.core import Model`` is azureml-core's class (as
+        on Azure compute) while ``run.experiment.workspace`` is the local workspace."""
+        raise not_available(
+            "azureml-core's own classes (Model.register, Dataset.get_by_name, ...) with the local workspace",
+            "inside a run, register with run.register_model(...) and read datasets as the run's inputs "
+            "(run.input_datasets), or register in the notebook after the run",
+        )
 
     def get_run(self, run_id):
         """The run with this id, in whichever experiment it is (``Run.get(ws, run_id)``)."""
