@@ -286,3 +286,27 @@ def local_workspace_source(urls: list[str], say=print) -> Path | None:
 def load_mnist(folder: str | os.PathLike | None = None) -> mnist_idx.MnistArrays:
     """Load the arrays from ``folder`` (anywhere below it), or fetch them first."""
     return mnist_idx.load_mnist(folder if folder is not None else fetch_mnist().folder)
+
+
+def asset_folder(ml_client, asset, target: str | os.PathLike | None = None) -> Path:
+    """The files of a ``uri_folder`` data asset, read from the asset's own path, where a job reads them.
+
+    In the local workspace the asset's path is its folder in the workspace (the upload that jobs are given): it is
+    returned as it is.  On Azure the path is an ``azureml://`` address in a datastore: the folder is downloaded into
+    ``target`` (default: a folder in the MNIST cache) with the same azure-ai-ml function that ``ml_client.models.
+    download`` uses, so the files are the datastore's, not this machine's own copy."""
+    path = str(asset.path)
+    if not path.startswith("azureml://"):
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"Data asset {asset.name}:{asset.version} points to {folder}, which is not there: "
+                "run notebooks/v2/01-data.ipynb again."
+            )
+        return folder
+    from azure.ai.ml._artifacts._artifact_utilities import download_artifact_from_aml_uri
+
+    target = Path(target) if target is not None else cache_dir() / "assets" / f"{asset.name}-{asset.version}"
+    target.mkdir(parents=True, exist_ok=True)
+    download_artifact_from_aml_uri(path, str(target), ml_client.datastores)
+    return target
