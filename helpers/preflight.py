@@ -44,8 +44,10 @@ CLUSTER = "aml-preflight"
 SERVICE = "keras-mnist-preflight"
 #: v2/05's online endpoint: its name must be unique in the Azure region, hence a random suffix per check
 ENDPOINT_PREFIX = "keras-mnist-pf-"
-#: The models the notebooks register (04, 06, the Chainer track, v2/05)
-MODELS = ("keras-mnist", "keras-mlp-mnist", "chainer-dnn-mnist", "keras-mnist-v2")
+#: The pre-flight's prefix for what the notebooks name (helpers.names): its runs and models stand apart from the class's
+PREFIX = "preflight"
+#: The models the notebooks register (04, 06, the Chainer track, v2/05), under the pre-flight's prefix
+MODELS = tuple(f"{PREFIX}-{name}" for name in ("keras-mnist", "keras-mlp-mnist", "chainer-dnn-mnist", "keras-mnist-v2"))
 
 #: The smallest settings that still run every notebook, as the variables the notebooks read
 SMALLEST = {
@@ -85,6 +87,7 @@ def preflight_settings(environ: Mapping[str, str], *, vm_size: str | None, token
         **SMALLEST,
         "AML_VM_SIZE": vm_size or environ.get("AML_VM_SIZE") or CHEAPEST_SIZE,
         "AML_CLUSTER": CLUSTER,
+        "AML_PREFIX": PREFIX,
         "AML_SERVICE_NAME": SERVICE,
         "AML_V2_ENDPOINT": ENDPOINT_PREFIX + token,
         "AML_WORK_DIR": str(work_dir),

@@ -93,7 +93,9 @@ def test_settings_are_the_smallest_and_the_variables_the_notebooks_read(tmp_path
     assert settings["AML_V2_ENDPOINT"].endswith("a1b2c3")
 
     read = "\n".join(_code(p) for p in walkthrough_notebooks())
-    unread = [name for name in settings if name != "AZUREML_MODE" and f'os.environ.get("{name}"' not in read]
+    # AZUREML_MODE is read by aml_offline, AML_PREFIX by helpers.names, which every notebook imports
+    assert "from helpers.names import" in read
+    unread = [n for n in settings if n not in ("AZUREML_MODE", "AML_PREFIX") and f'os.environ.get("{n}"' not in read]
     assert unread == [], "every setting is a variable some notebook reads"
 
 
@@ -193,3 +195,9 @@ def test_the_instructor_material_documents_it():
     assert "## Before the day: pre-flight check" in guide and "make preflight" in guide
     assert preflight.CHEAPEST_SIZE in guide and preflight.CLUSTER in guide and preflight.SERVICE in guide
     assert preflight.SMALLEST["AML_EPOCHS"] == "1" and "1 epoch" in guide
+
+
+def test_the_preflight_names_its_runs_and_models_apart_from_the_class(tmp_path):
+    settings = preflight.preflight_settings({}, vm_size=None, token="a1b2c3", work_dir=tmp_path)
+    assert settings["AML_PREFIX"] == preflight.PREFIX
+    assert all(name.startswith(preflight.PREFIX + "-") for name in preflight.MODELS)
