@@ -25,9 +25,9 @@ NB ?=
 help:
 	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
 	@echo "make notebook NB=path/to/x.ipynb - run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace"
-	@echo "make reset - stop the local workspace's services and runs, then delete it (.azureml-local/)"
+	@echo "make reset - stop the local workspace's web services, runs and MLflow UIs, then delete it (.azureml-local/)"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
-	@echo "make test-samples - run the 20 notebooks written like Microsoft's public samples through aml-offline (CI runs it after make test)"
+	@echo "make test-samples - run the 20 notebooks written like Microsoft's public samples through aml-offline, and two students at once in one workspace (CI runs it after make test)"
 	@echo "make test-browser - run every notebook in JupyterLab in Chromium, check what renders, save screenshots"
 	@echo "make lab   - open JupyterLab on the project's environment"
 	@echo "make kernel - register .venv as the Jupyter kernel '$(KERNEL_DISPLAY_NAME)' (pick it on an Azure ML compute instance)"
@@ -68,9 +68,10 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # The notebooks written like Microsoft's public samples (aml-offline/tests/v1_samples, v2_samples), each through
-# `aml-offline run` in a kernel of its own: about 13 minutes of CPU, so they have their own command.
+# `aml-offline run` in a kernel of its own: about 13 minutes of CPU, so they have their own command. With them, two
+# students running 00-07 at once in one local workspace (tests/test_two_students.py: two walkthroughs of CPU).
 test-samples: $(STAMP)
-	$(PY) -m pytest -c pyproject.toml -m samples aml-offline/tests/test_v1_samples.py aml-offline/tests/test_v2_samples.py --no-cov
+	$(PY) -m pytest -c pyproject.toml -m samples aml-offline/tests/test_v1_samples.py aml-offline/tests/test_v2_samples.py tests/test_two_students.py --no-cov
 
 CHROMIUM ?= /usr/bin/chromium
 

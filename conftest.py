@@ -11,9 +11,9 @@ offline, and the job environments ``make install`` built.  A notebook that neede
 the network fails.
 
 ``make test`` runs two pytest-xdist workers: the walkthrough (its notebooks, then
-``tests/test_walkthrough_results.py``, which reads what they left) stays together, in
-order, on one worker, and the other tests share the second.  Each worker has a
-session folder of its own.
+``tests/test_walkthrough_results.py``, which reads what they left, then ``notebooks/99-cleanup.ipynb``, which
+deletes what they left running) stays together, in order, on one worker, and the other tests share the second.
+Each worker has a session folder of its own.
 """
 
 import os
@@ -59,6 +59,20 @@ os.environ.setdefault("AML_CHAINER_EPOCHS", "5")
 WALKTHROUGH_ENV = registry_unreachable()
 #: The walkthrough: the notebooks, in order, then the checks of what they left in the session's workspace
 WALKTHROUGH = ("notebooks/", "tests/test_walkthrough_results.py::")
+#: The clean-up notebook: the walkthrough's last item (pytest collects it after 08, before the sub-folders' notebooks)
+CLEANUP = "notebooks/99-"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Move 99-cleanup's cells after the rest of the walkthrough: after the Chainer, solutions and v2 notebooks
+    and after the checks of what they left (tests/test_walkthrough_results.py), keeping the cells' own order."""
+    cleanup = [item for item in items if item.nodeid.startswith(CLEANUP)]
+    if not cleanup:
+        return
+    rest = [item for item in items if not item.nodeid.startswith(CLEANUP)]
+    walkthrough = [index for index, item in enumerate(rest) if item.nodeid.startswith(WALKTHROUGH)]
+    at = walkthrough[-1] + 1 if walkthrough else len(rest)
+    items[:] = rest[:at] + cleanup + rest[at:]
 
 
 @pytest.hookimpl(optionalhook=True)

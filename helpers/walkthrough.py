@@ -1,5 +1,5 @@
 """`make run`: run the notebooks headless, in order (the v1 walkthrough, then the tracks in sub-folders: Chainer,
-SDK v2), and summarise what they left behind.
+SDK v2, then 99-cleanup), and summarise what they left behind.
 
 Executed copies (with outputs) and HTML copies go to ``build/notebooks/``.  The
 mode is whatever this machine is in: local without a ``config.json``, Azure with
@@ -20,11 +20,18 @@ from helpers._scripts import PROJECT_ROOT
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 BUILD_DIR = PROJECT_ROOT / "build" / "notebooks"
 CELL_TIMEOUT_S = 3600
+#: The clean-up notebook's number: it runs after every other notebook (``make run``, and ``make test``: conftest.py)
+CLEANUP_PREFIX = "99-"
 
 
 def walkthrough_notebooks() -> list[Path]:
-    """The numbered notebooks in order, then the tracks in sub-folders (the Chainer one)."""
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb")) + sorted(NOTEBOOK_DIR.glob("*/*.ipynb"))
+    """The numbered notebooks in order, then the tracks in sub-folders (Chainer, SDK v2), then the clean-up
+    (``99-cleanup``), last because it deletes what the others left running. The exercises' solutions
+    (``solutions/`` folders) are not part of the run: a student opens them on purpose (``make test`` runs them)."""
+    numbered = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb"))
+    cleanup = [path for path in numbered if path.name.startswith(CLEANUP_PREFIX)]
+    tracks = sorted(path for path in NOTEBOOK_DIR.glob("*/*.ipynb") if path.parent.name != "solutions")
+    return [path for path in numbered if path not in cleanup] + tracks + cleanup
 
 
 def run_notebook(path: Path, out_dir: Path) -> None:

@@ -9,7 +9,8 @@ nothing is downloaded). For each notebook it runs all cells from the Run menu, w
 for the kernel to finish, and checks what a person would see: no cell shows an error,
 every plot is an image that loaded, and the RunDetails of 03-train (a single run),
 06-tune (a HyperDrive sweep: one line per child) and 08-distributed (2 workers: each
-worker's log) is a live widget that ends Completed. 07-deploy is left out (its web
+worker's log) is a live widget that ends Completed; in 00-setup, a concept box, an exercise and the concepts
+diagram (Mermaid, drawn as an SVG) render. 07-deploy is left out (its web
 service is tested under nbval); 06 and 08 use the session's small settings from
 conftest.py (3 epochs, 4 children). A screenshot of each notebook, scrolled to its
 key output, goes to ``build/screenshots/``. The server and the browser are stopped even when a check fails.
@@ -50,7 +51,11 @@ NOTEBOOKS = [
     "v2/03-train.ipynb",
     "v2/04-tune.ipynb",
     "v2/05-register-deploy.ipynb",
+    # last, as in make run: deletes what this student left running
+    "99-cleanup.ipynb",
 ]
+#: The notebook whose teaching material is checked as a student sees it: a concept box, an exercise, the diagram
+TEACHING = "00-setup.ipynb"
 #: The notebooks whose RunDetails view is checked, and what else it must show.
 RUN_VIEWS = {"03-train.ipynb", "06-tune.ipynb", "08-distributed.ipynb"}
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -231,12 +236,33 @@ def check_notebook(lab, page, name):
     texts = " ".join(notebook.locator(".jp-OutputArea-output[data-mime-type='text/plain']").all_text_contents())
     assert "<Figure size" not in texts, f"{name}: a plot was shown as text"
 
+    if name == TEACHING:
+        _check_teaching_material(notebook, name)
+
     key = images.last if images.count() else notebook.locator(".jp-OutputArea-output").last
     if view is not None:
         key = view
     key.scroll_into_view_if_needed()
     page.wait_for_timeout(1_000)  # let the cells scrolled into view paint
     page.screenshot(path=str(SCREENSHOTS / Path(name).name.replace(".ipynb", ".png")))
+
+
+def _check_teaching_material(notebook, name):
+    """A concept box (a blockquote that starts "What is"), an exercise (a "Try it" heading) and the concepts
+    diagram (docs/concepts.mmd in a mermaid block, which JupyterLab draws as an SVG) render as a student sees them."""
+    from playwright.sync_api import expect
+
+    rendered = notebook.locator(".jp-MarkdownCell .jp-RenderedMarkdown")
+    box = rendered.locator("blockquote", has_text="What is").first
+    expect(box).to_have_count(1)
+    assert (box.text_content() or "").strip().startswith("What is"), f"{name}: the concept box does not start so"
+    expect(rendered.locator("h2", has_text="Try it")).to_have_count(1)
+    # JupyterLab draws a mermaid block as an SVG image in a figure; a diagram it cannot draw shows a warning instead
+    diagram = rendered.locator(".jp-RenderedMermaid:not(.jp-mod-warning) figure img").first
+    diagram.scroll_into_view_if_needed(timeout=30_000)
+    assert diagram.evaluate(IMAGE_LOADED), f"{name}: the concepts diagram did not render"
+    svg = diagram.evaluate("img => decodeURIComponent(img.src.split(',')[1] || '')")
+    assert "<svg" in svg and "Workspace" in svg, f"{name}: the diagram is not the concepts' SVG"
 
 
 def _check_run_details(page, notebook, name):
