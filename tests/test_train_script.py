@@ -1,9 +1,11 @@
-"""The training script on its own: flags, errors, a short real training run, the saved model."""
+"""The training script on its own: flags, errors, a short real training run, the saved model, and the quote of
+its lines that notebook 03 shows."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,8 @@ import pytest
 
 from helpers import data
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "keras_mnist.py"
+PROJECT = Path(__file__).resolve().parent.parent
+SCRIPT = PROJECT / "scripts" / "keras_mnist.py"
 
 
 def run_script(*args, cwd=None):
@@ -40,8 +43,23 @@ def test_help_lists_the_original_flags():
         "--epochs",
         "--output-dir",
         "--seed",
+        "--validation-fraction",  # and the walkthrough's own: the notebooks, tests and benchmarks pass these
+        "--backend",
+        "--host-loop",
+        "--log-with",
     ):
         assert flag in result.stdout
+
+
+def test_the_script_a_student_reads_stays_short_and_shows_how_it_reports():
+    """The original article's length and shape; the speed and multi-worker paths live in modules beside it."""
+    text = SCRIPT.read_text()
+    assert len(text.splitlines()) <= 160, "keep keras_mnist.py the article's length: move plumbing beside it"
+    sections = ["# --- Setup", "# --- Prepare the data", "# --- Build the model", "# --- Train", "# --- Evaluate"]
+    positions = [text.find(section) for section in [*sections, "# --- Save"]]
+    assert -1 not in positions and positions == sorted(positions), "keras-io's sections, in order"
+    for line in ("from azureml.core import Run", "run = Run.get_context()", 'run.log("Accuracy"', 'run.log("Loss"'):
+        assert line in text
 
 
 @pytest.mark.parametrize(
@@ -120,15 +138,13 @@ def test_validation_split_is_held_out_and_the_same_every_run():
 
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("keras_mnist_module", SCRIPT)
-    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("run_context_module", SCRIPT.parent / "run_context.py")
+    sys.path.insert(0, str(SCRIPT.parent))  # it imports mnist_idx, beside it
     try:
         module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclass looks itself up there
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(SCRIPT.parent))
-        sys.modules.pop(spec.name, None)
     x = np.arange(1000).reshape(-1, 1)
     y = np.repeat(np.arange(10), 100)  # sorted by digit, as the offline sample's training images are
     (x_train, y_train), (x_val, y_val) = module.split_validation(x, y, 0.1)
@@ -179,3 +195,111 @@ def test_on_device_steps_train_exactly_as_keras_own_loop(tmp_path):
         assert scan[name] == pytest.approx(loop[name], rel=1e-5), name
     for mine, theirs in zip(*result["weights"], strict=True):
         assert np.allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+# --- The quote in notebook 03 -------------------------------------------------------------------------------------
+# Notebook 03 shows the lines of the script that report to the run, in a markdown cell's fenced ```python block whose
+# first line is a comment naming the file (``# scripts/keras_mnist.py``; the fence's info string may name it instead).
+# A line of ``...`` (or ``# ...``) stands for lines left out. Every other line must be in the script, in the same
+# order: the same text, or the same code with the script's trailing comment left off.
+
+FENCE = re.compile(r"^```(python[^\n]*)\n(.*?)^```", re.M | re.S)
+
+
+def script_quote(notebook: Path, script: str = "scripts/keras_mnist.py") -> list[str] | None:
+    """The lines of the first ```python block in a markdown cell of ``notebook`` that quotes ``script``, or None."""
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        for info, body in FENCE.findall(source):
+            lines = body.splitlines()
+            first = lines[0].strip() if lines else ""
+            if script in info:
+                return lines
+            if first.startswith("#") and script in first:
+                return lines[1:]
+    return None
+
+
+def check_script_quote(quote: list[str], script_text: str, script: str = "scripts/keras_mnist.py") -> None:
+    """Assert every quoted line is a line of the script, in the order quoted; the message says which is not."""
+    script_lines = [line.strip() for line in script_text.splitlines()]
+    at = 0
+    for quoted in (line.strip() for line in quote):
+        if not quoted or quoted in ("...", "# ..."):
+            continue
+        for i in range(at, len(script_lines)):
+            if quoted in (script_lines[i], script_lines[i].split("  # ")[0].rstrip()):
+                at = i + 1
+                break
+        else:
+            where = "is not in it" if not any(quoted in line for line in script_lines) else "is out of order"
+            raise AssertionError(f"the quote of {script} is out of step: {quoted!r} {where}. Copy the lines again.")
+
+
+def test_notebook_03_quotes_the_script_as_it_is():
+    notebook = PROJECT / "notebooks" / "03-train.ipynb"
+    quote = script_quote(notebook)
+    if quote is None:
+        pytest.skip(f"{notebook.name} has no ```python block quoting scripts/keras_mnist.py yet")
+    assert any("run.log(" in line for line in quote), "the quote shows how the script logs to its run"
+    check_script_quote(quote, SCRIPT.read_text())
+
+
+def _notebook(tmp_path: Path, markdown: str) -> Path:
+    cells = [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": ["print('not markdown')"],
+            "outputs": [],
+            "execution_count": None,
+        },
+        {"cell_type": "markdown", "metadata": {}, "source": markdown.splitlines(keepends=True)},
+    ]
+    path = tmp_path / "quote.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+SCRIPT_TEXT = """\
+from azureml.core import Run
+
+run = Run.get_context()
+for epoch in range(3):
+    run.log("Loss", 0.1)  # once per epoch
+run.log("Final test accuracy", 0.9)
+"""
+
+
+@pytest.mark.parametrize(
+    "marker", ["```python\n# scripts/keras_mnist.py (excerpt)\n", "```python scripts/keras_mnist.py\n"]
+)
+def test_the_quote_checker_finds_a_quote_and_passes_it_when_in_step(tmp_path, marker):
+    quote = 'run = Run.get_context()\n...\n    run.log("Loss", 0.1)\nrun.log("Final test accuracy", 0.9)\n'
+    notebook = _notebook(tmp_path, f"The lines that report to the run:\n\n{marker}{quote}```\n")
+    lines = script_quote(notebook)
+    assert lines is not None and lines[0] == "run = Run.get_context()"
+    check_script_quote(lines, SCRIPT_TEXT)
+
+
+@pytest.mark.parametrize(
+    "quote,why",
+    [
+        ('run.log("Accuracy", 0.1)', "is not in it"),  # a line the script does not have (renamed metric)
+        ('run.log("Final test accuracy", 0.9)\nrun = Run.get_context()', "is out of order"),
+        ('run.log("Loss", 0.1)  # once an epoch', "is not in it"),  # a changed comment is a changed line
+    ],
+)
+def test_the_quote_checker_fails_when_the_quote_is_out_of_step(tmp_path, quote, why):
+    notebook = _notebook(tmp_path, f"```python\n# scripts/keras_mnist.py\n{quote}\n```\n")
+    with pytest.raises(AssertionError, match=why):
+        check_script_quote(script_quote(notebook), SCRIPT_TEXT)
+
+
+def test_the_quote_checker_ignores_other_blocks(tmp_path):
+    notebook = _notebook(
+        tmp_path, "```python\nrun = Run.get_context()\n```\n\n```bash\n# scripts/keras_mnist.py\n```\n"
+    )
+    assert script_quote(notebook) is None
