@@ -10,22 +10,32 @@ proxies and the MNIST mirrors on a closed 127.0.0.1 port, uv and pip told to sta
 offline, and the job environments ``make install`` built.  A notebook that needed
 the network fails.
 
-``make test`` runs two pytest-xdist workers: the walkthrough (its notebooks, then
-``tests/test_walkthrough_results.py``, which reads what they left, then ``notebooks/99-cleanup.ipynb``, which
-deletes what they left running) stays together, in order, on one worker, and the other tests share the second.
-Each worker has a session folder of its own.
+``make test`` runs two pytest-xdist workers. The SDK v1 walkthrough (its notebooks, the Chainer track, the
+solutions, then ``tests/test_walkthrough_results.py``, which reads what they left, then
+``notebooks/99-cleanup.ipynb``, which deletes what they left running) stays together, in order, on one worker.
+The SDK v2 track (``notebooks/v2/``, which needs nothing of v1's) runs in order on the other, at the same time,
+in a workspace of its own in a folder both workers know; the other tests share the workers after that. Each
+worker has a session folder of its own.
 """
 
 import os
 import re
 import socket
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
 from helpers.walkthrough import registry_unreachable
 
 _SESSION = tempfile.mkdtemp(prefix="azureml-walkthrough-tests-")
+#: A folder every process of this test run knows: made by the first (pytest-xdist's controller, or the only
+#: process), inherited by the workers it starts. The v2 track's workspace lives there.
+_SHARED = Path(os.environ.setdefault("AZUREML_TESTS_SHARED", tempfile.mkdtemp(prefix="azureml-walkthrough-shared-")))
+V2_WORKSPACE = _SHARED / "v2-workspace"
+#: Written when the v2 track's last notebook cell has run (passed or not)
+V2_DONE = _SHARED / "v2-track.done"
 
 
 def _closed_port() -> int:
@@ -59,6 +69,9 @@ os.environ.setdefault("AML_CHAINER_EPOCHS", "5")
 WALKTHROUGH_ENV = registry_unreachable()
 #: The walkthrough: the notebooks, in order, then the checks of what they left in the session's workspace
 WALKTHROUGH = ("notebooks/", "tests/test_walkthrough_results.py::")
+#: The SDK v2 track: a unit of work of its own, in its own workspace (V2_WORKSPACE)
+V2_TRACK = "notebooks/v2/"
+_last_v2_item: list[str] = []
 #: The clean-up notebook: the walkthrough's last item (pytest collects it after 08, before the sub-folders' notebooks)
 CLEANUP = "notebooks/99-"
 
@@ -66,6 +79,7 @@ CLEANUP = "notebooks/99-"
 def pytest_collection_modifyitems(session, config, items):
     """Move 99-cleanup's cells after the rest of the walkthrough: after the Chainer, solutions and v2 notebooks
     and after the checks of what they left (tests/test_walkthrough_results.py), keeping the cells' own order."""
+    _last_v2_item[:] = [item.nodeid for item in items if item.nodeid.startswith(V2_TRACK)][-1:]
     cleanup = [item for item in items if item.nodeid.startswith(CLEANUP)]
     if not cleanup:
         return
@@ -84,6 +98,8 @@ def pytest_xdist_make_scheduler(config, log):
 
     class WalkthroughTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(V2_TRACK):
+                return "walkthrough-v2"
             return "walkthrough" if nodeid.startswith(WALKTHROUGH) else nodeid
 
     return WalkthroughTogether(config, log)
@@ -94,9 +110,11 @@ def pytest_runtest_setup(item):
     """A notebook's kernel starts in its first cell's set-up: start it with the network gone."""
     if not item.path.suffix == ".ipynb":
         return (yield)
-    saved = {name: os.environ.get(name) for name in [*WALKTHROUGH_ENV, "AZUREML_ENV_CACHE"]}
+    saved = {name: os.environ.get(name) for name in [*WALKTHROUGH_ENV, "AZUREML_ENV_CACHE", "AZUREML_LOCAL_ROOT"]}
     os.environ.update(WALKTHROUGH_ENV)
     os.environ.pop("AZUREML_ENV_CACHE")  # the job environments make install built, as make run uses them
+    if item.nodeid.startswith(V2_TRACK):
+        os.environ["AZUREML_LOCAL_ROOT"] = str(V2_WORKSPACE)
     try:
         return (yield)
     finally:
@@ -143,15 +161,38 @@ def pytest_runtest_call(item):
     return result
 
 
+def pytest_runtest_logfinish(nodeid, location):
+    if _last_v2_item and nodeid == _last_v2_item[0]:
+        V2_DONE.touch()
+
+
+@pytest.fixture()
+def v2_track_workspace():
+    """The v2 track's workspace folder, once its notebooks have run (they may be running on the other worker)."""
+    if not _last_v2_item:
+        pytest.skip("the v2 notebooks are not part of this test session")
+    deadline = time.monotonic() + 1800
+    while not V2_DONE.exists():
+        if time.monotonic() > deadline:
+            pytest.fail("the v2 notebooks did not finish within 30 minutes of this test starting")
+        time.sleep(2)
+    return V2_WORKSPACE
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Stop anything a notebook or test left running in the session's workspace (a failed cell's service, say);
     then remove the session's folder when everything passed (after a failure it stays, to look into)."""
     import aml_offline
 
     aml_offline.stop_everything(os.environ["AZUREML_LOCAL_ROOT"])
+    if V2_WORKSPACE.exists():
+        aml_offline.stop_everything(V2_WORKSPACE)
+    controller = not hasattr(session.config, "workerinput")  # the process that made the shared folder
     if exitstatus == 0:
         import shutil
 
         shutil.rmtree(_SESSION, ignore_errors=True)
+        if controller:
+            shutil.rmtree(_SHARED, ignore_errors=True)
     else:
-        print(f"\nThe test session's workspace and files are kept in {_SESSION}")
+        print(f"\nThe test session's workspace and files are kept in {_SESSION} (the v2 track's in {_SHARED})")
