@@ -74,8 +74,10 @@ def summary() -> str:
     mode = aml_offline.activate()
     from azureml.core import Model, Workspace  # after activate(): the local workspace's in local mode
 
+    from helpers.names import named  # imported here: it reads the mode, and AML_PREFIX, once
+
     ws = Workspace.from_config()
-    model = Model(ws, name="keras-mnist")
+    model = Model(ws, name=named("keras-mnist"))  # this student's (helpers.names), as the notebooks name it
     lines = [
         f"Mode:             {mode} (workspace {ws.name})",
         f"Data source:      {model.properties.get('data_source', 'unknown')}",
@@ -84,7 +86,7 @@ def summary() -> str:
         f"Test accuracy:    {float(model.properties.get('test_accuracy', 'nan')):.4f}",
     ]
     try:
-        tuned = Model(ws, name="keras-mlp-mnist")
+        tuned = Model(ws, name=named("keras-mlp-mnist"))
         lines.append(
             f"Tuned model:      {tuned.name} version {tuned.version}, test accuracy "
             f"{float(tuned.properties.get('test_accuracy', 'nan')):.4f} (06-tune)"
@@ -106,8 +108,10 @@ def _v2_summary() -> list[str]:
         from azure.ai.ml import MLClient  # after activate(): the local workspace's in local mode
         from azure.identity import DefaultAzureCredential
 
+        from helpers.names import named
+
         ml_client = MLClient.from_config(credential=DefaultAzureCredential())
-        model = ml_client.models.get("keras-mnist-v2", label="latest")
+        model = ml_client.models.get(named("keras-mnist-v2"), label="latest")
     except Exception:  # noqa: BLE001  (the v2 track did not run, or azure-ai-ml is missing: nothing to report)
         return []
     return [

@@ -29,3 +29,22 @@ def test_failing_cell_is_named_with_its_error(tmp_path):
     message = str(stop.value)
     assert "bad.ipynb: cell 1" in message and "ValueError: no dataset registered" in message
     assert (tmp_path / "out" / "bad.ipynb").is_file(), "the partly executed notebook is kept for reading"
+
+
+def test_the_summary_reports_this_students_model_not_a_classmates(ws, tmp_path, monkeypatch):
+    """In a shared workspace ``make run``'s summary names the model registered under the student's prefix."""
+    from aml_offline import Model
+
+    from helpers import names, walkthrough
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.keras").write_text("weights")
+    for who, accuracy in (("ana", "0.91"), ("ben", "0.42")):
+        Model.register(ws, model_path=str(model_dir), model_name=f"{who}-keras-mnist",
+                       properties={"test_accuracy": accuracy})  # fmt: skip
+    monkeypatch.setattr(names, "PREFIX", "ana")
+    monkeypatch.setattr(walkthrough, "_v2_summary", list)  # the v2 track's line: not this test's subject
+    text = walkthrough.summary()
+    assert "ana-keras-mnist version 1" in text and "0.9100" in text
+    assert "ben-keras-mnist" not in text
