@@ -65,7 +65,7 @@ def student_prefix(environ: dict | None = None, mode: str | None = None) -> str:
     if mode == "local":
         return ""
     user = getpass.getuser()
-    who = environ.get("CI_NAME") or socket.gethostname() if user == COMPUTE_INSTANCE_USER else user
+    who = (environ.get("CI_NAME") or socket.gethostname()) if user == COMPUTE_INSTANCE_USER else user
     prefix = _clean(who)
     return prefix if prefix[:1].isalpha() else f"s-{prefix}"[:MAX_PREFIX].rstrip("-")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from helpers.runs import per_epoch
+
 
 def digit_grid(images, labels, predicted=None, n: int = 30, columns: int = 10, seed: int | None = 0, title=None):
     """A grid of ``n`` random digits with their labels; with ``predicted``, mistakes in red."""
@@ -52,8 +54,7 @@ def metric_curves(metrics: dict, names=("Accuracy", "Loss")):
     """Per-epoch accuracy and loss of a run (measured on its validation split), from ``run.get_metrics()``."""
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
-        values = metrics.get(name, [])
-        values = values if isinstance(values, list) else [values]
+        values = per_epoch(metrics, name) if name in metrics else []
         ax.plot(range(1, len(values) + 1), values, marker="o")
         ax.set_title(f"{name} (validation set) per epoch")
         ax.set_xlabel("epoch")
