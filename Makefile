@@ -16,20 +16,30 @@ export WHEELHOUSE
 FROM = $(if $(WHEELHOUSE),--no-index --find-links $(WHEELHOUSE))
 # make install builds the job environments the local workspace needs (the Chainer track's): JOB_ENVS=no skips it
 JOB_ENVS ?= yes
-NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 'aml-offline/tests/*.ipynb' 2>/dev/null)
+NOTEBOOKS := $(shell git ls-files 'notebooks/*.ipynb' 'notebooks-*/*.ipynb' 'aml-offline/tests/*.ipynb' 2>/dev/null)
 
 NB ?=
 
-.PHONY: help install run notebook test test-samples test-browser chromium lint lab kernel preflight mlflow-ui reset bench bench-serve clean lock lock-upgrade wheelhouse
+# The walkthrough's language: make run LANG=de, make lab LANG=zh_TW (de, hu, pt_BR, zh_TW: notebooks-<lang>/);
+# English (notebooks/) by default. Only a LANG given on make's command line chooses: the shell's own LANG
+# (C.UTF-8, en_US.UTF-8) is this machine's locale, not a choice. Given, it is not passed on as the recipes' locale.
+ifeq ($(origin LANG),command line)
+WALK_LANG := $(LANG)
+unexport LANG
+endif
+WALK_LANG ?=
+
+.PHONY: help install run notebook test test-samples test-browser chromium lint lab kernel preflight mlflow-ui reset bench bench-serve clean lock lock-upgrade wheelhouse translations
 
 help:
-	@echo "make run   - run the walkthrough end to end (creates .venv on first use)"
+	@echo "make run   - run the walkthrough end to end (creates .venv on first use); make run LANG=de: in German (de, hu, pt_BR, zh_TW)"
 	@echo "make notebook NB=path/to/x.ipynb - run any Azure ML SDK v1 notebook offline, unmodified, against the local workspace"
 	@echo "make reset - stop the local workspace's web services, runs and MLflow UIs, then delete it (.azureml-local/)"
 	@echo "make test  - lint, check notebooks are stripped, run the tests and every notebook"
-	@echo "make test-samples - run the 20 notebooks written like Microsoft's public samples through aml-offline, and two students at once in one workspace (CI runs it after make test)"
+	@echo "make test-samples - run the 20 notebooks written like Microsoft's public samples through aml-offline, two students at once in one workspace, and the English v2 track (make test runs it in Chinese) (CI runs it after make test)"
 	@echo "make test-browser - run every notebook in JupyterLab in Chromium, check what renders, save screenshots"
-	@echo "make lab   - open JupyterLab on the project's environment"
+	@echo "make lab   - open JupyterLab on the project's environment; make lab LANG=zh_TW: the notebooks and JupyterLab in that language"
+	@echo "make translations - after an English notebook changed: update the catalogues (locales/), rebuild notebooks-<lang>/, list what translators must do"
 	@echo "make kernel - register .venv as the Jupyter kernel '$(KERNEL_DISPLAY_NAME)' (pick it on an Azure ML compute instance)"
 	@echo "make preflight - instructors: run the walkthrough on Azure ML with the smallest settings, clean up, write a dated report"
 	@echo "make bench - time training: the original script's port against ours, 1 worker against 2"
@@ -55,7 +65,7 @@ $(STAMP): pyproject.toml aml-offline/pyproject.toml $(wildcard locks/*.txt)
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m helpers.walkthrough
+	AML_LANG=$(WALK_LANG) $(PY) -m helpers.walkthrough
 
 notebook: $(STAMP)
 	@if [ -z "$(NB)" ]; then echo "Which notebook? make notebook NB=path/to/notebook.ipynb"; exit 2; fi
@@ -69,9 +79,11 @@ test: $(STAMP)
 
 # The notebooks written like Microsoft's public samples (aml-offline/tests/v1_samples, v2_samples), each through
 # `aml-offline run` in a kernel of its own: about 13 minutes of CPU, so they have their own command. With them, two
-# students running 00-07 at once in one local workspace (tests/test_two_students.py: two walkthroughs of CPU).
+# students running 00-07 at once in one local workspace (tests/test_two_students.py: two walkthroughs of CPU), and
+# the English SDK v2 track under nbval (make test runs the same code cells in Traditional Chinese: conftest.py).
 test-samples: $(STAMP)
 	$(PY) -m pytest -c pyproject.toml -m samples aml-offline/tests/test_v1_samples.py aml-offline/tests/test_v2_samples.py tests/test_two_students.py --no-cov
+	AML_TEST_ENGLISH_V2=1 $(PY) -m pytest -c pyproject.toml -n 0 notebooks/v2 --no-cov
 
 CHROMIUM ?= /usr/bin/chromium
 
@@ -98,7 +110,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 lab: $(STAMP)
-	cd notebooks && ../$(VENV)/bin/jupyter lab
+	AML_LANG=$(WALK_LANG) $(PY) -m helpers.i18n lab
+
+# One English source (notebooks/, the docs' quick start and instructor parts, the helpers' messages) -> gettext
+# catalogues (locales/) -> notebooks-<lang>/. Fails, listing each entry, until the translators have acted.
+translations: $(STAMP)
+	$(PY) -m helpers.translations all
 
 # The project's environment as a Jupyter kernel of this user (an Azure ML compute instance's JupyterLab lists it):
 # each notebook's first cell names it when it runs in a kernel without the project.

@@ -13,9 +13,9 @@ the network fails.
 ``make test`` runs two pytest-xdist workers. The SDK v1 walkthrough (its notebooks, the Chainer track, the
 solutions, then ``tests/test_walkthrough_results.py``, which reads what they left, then
 ``notebooks/99-cleanup.ipynb``, which deletes what they left running) stays together, in order, on one worker.
-The SDK v2 track (``notebooks/v2/``, which needs nothing of v1's) runs in order on the other, at the same time,
-in a workspace of its own in a folder both workers know; the other tests share the workers after that. Each
-worker has a session folder of its own.
+The SDK v2 track (``notebooks-zh_TW/v2/``: see V2_TRACK; it needs nothing of v1's) runs in order on the other,
+at the same time, in a workspace of its own in a folder both workers know; the other tests share the workers
+after that. Each worker has a session folder of its own.
 """
 
 import os
@@ -69,8 +69,12 @@ os.environ.setdefault("AML_CHAINER_EPOCHS", "5")
 WALKTHROUGH_ENV = registry_unreachable()
 #: The walkthrough: the notebooks, in order, then the checks of what they left in the session's workspace
 WALKTHROUGH = ("notebooks/", "tests/test_walkthrough_results.py::")
-#: The SDK v2 track: a unit of work of its own, in its own workspace (V2_WORKSPACE)
-V2_TRACK = "notebooks/v2/"
+#: The SDK v2 track: a unit of work of its own, in its own workspace (V2_WORKSPACE). make test runs it in
+#: Traditional Chinese (notebooks-zh_TW/v2/: the same code cells, the helpers' words and plots in Chinese, the
+#: CJK font); make test-samples runs the English one (AML_TEST_ENGLISH_V2=1). Each is a walkthrough's worth of CPU.
+V2_TRACK = ("notebooks/v2/", "notebooks-zh_TW/v2/")
+_ENGLISH_V2 = bool(os.environ.get("AML_TEST_ENGLISH_V2"))
+collect_ignore = ["notebooks-zh_TW"] if _ENGLISH_V2 else ["notebooks/v2"]
 _last_v2_item: list[str] = []
 #: The clean-up notebook: the walkthrough's last item (pytest collects it after 08, before the sub-folders' notebooks)
 CLEANUP = "notebooks/99-"

@@ -29,6 +29,7 @@ import numpy as np
 import platformdirs
 
 from helpers._scripts import mnist_idx
+from helpers.i18n import _
 
 FILE_NAMES = mnist_idx.FILE_NAMES
 
@@ -300,8 +301,9 @@ def asset_folder(ml_client, asset, target: str | os.PathLike | None = None) -> P
         folder = Path(path)
         if not folder.is_dir():
             raise FileNotFoundError(
-                f"Data asset {asset.name}:{asset.version} points to {folder}, which is not there: "
-                "run notebooks/v2/01-data.ipynb again."
+                _("Data asset {asset} points to {folder}, which is not there: run {notebook} again.").format(
+                    asset=f"{asset.name}:{asset.version}", folder=folder, notebook="notebooks/v2/01-data.ipynb"
+                )
             )
         return folder
     from azure.ai.ml._artifacts._artifact_utilities import download_artifact_from_aml_uri

@@ -30,6 +30,8 @@ import socket
 
 import aml_offline
 
+from helpers.i18n import _
+
 #: The longest prefix: ``<prefix>-keras-mnist-svc`` must fit a web service name's 32 characters
 MAX_PREFIX = 15
 #: Azure ML compute instances sign everyone in as this user
@@ -56,8 +58,10 @@ def student_prefix(environ: dict | None = None, mode: str | None = None) -> str:
         prefix = _clean(raw)
         if not prefix or not prefix[0].isalpha():
             raise PrefixError(
-                f"AML_PREFIX={raw!r} cannot start a name in Azure ML: use letters and digits, starting with a "
-                "letter (for example AML_PREFIX=ana), or AML_PREFIX=none for no prefix."
+                _(
+                    "AML_PREFIX={value} cannot start a name in Azure ML: use letters and digits, starting with a "
+                    "letter (for example AML_PREFIX=ana), or AML_PREFIX=none for no prefix."
+                ).format(value=repr(raw))
             )
         return prefix
     if mode is None:

@@ -40,6 +40,8 @@ from azureml.exceptions import (
     WebserviceException,
 )
 
+from helpers.i18n import _
+
 #: (exception class, words its message starts with or contains when the thing is not there)
 NOT_FOUND = (
     (UserErrorException, ("Cannot find dataset registered with name",)),
@@ -75,5 +77,6 @@ def made_by(*notebooks: str):
     except Exception as exc:
         if not is_not_found(exc):
             raise
-        first = " and ".join(notebooks)
-        raise MissingPrerequisite(f"{_message(exc).strip()}\nRun {first} first.") from exc
+        first = _(" and ").join(notebooks)
+        advice = _("Run {notebooks} first.").format(notebooks=first)
+        raise MissingPrerequisite(f"{_message(exc).strip()}\n{advice}") from exc

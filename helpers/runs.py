@@ -10,10 +10,14 @@ as a list (with one epoch, ``metrics["Accuracy"]`` is ``0.91``, with three ``[0.
 
 from __future__ import annotations
 
+from helpers.i18n import _
+
 
 def per_epoch(metrics: dict, name: str) -> list:
     """The values of metric ``name`` as a list, one per time the run logged it; a clear error when it has none."""
     if name not in metrics:
-        raise KeyError(f"The run logged no metric {name!r}; it logged: {', '.join(sorted(metrics)) or 'none'}.")
+        logged = ", ".join(sorted(metrics)) or _("none")
+        message = _("The run logged no metric {name}; it logged: {logged}.")
+        raise KeyError(message.format(name=repr(name), logged=logged))
     values = metrics[name]
     return values if isinstance(values, list) else [values]

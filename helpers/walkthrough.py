@@ -24,13 +24,13 @@ CELL_TIMEOUT_S = 3600
 CLEANUP_PREFIX = "99-"
 
 
-def walkthrough_notebooks() -> list[Path]:
+def walkthrough_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The numbered notebooks in order, then the tracks in sub-folders (Chainer, SDK v2), then the clean-up
     (``99-cleanup``), last because it deletes what the others left running. The exercises' solutions
     (``solutions/`` folders) are not part of the run: a student opens them on purpose (``make test`` runs them)."""
-    numbered = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]-*.ipynb"))
+    numbered = sorted(folder.glob("[0-9][0-9]-*.ipynb"))
     cleanup = [path for path in numbered if path.name.startswith(CLEANUP_PREFIX)]
-    tracks = sorted(path for path in NOTEBOOK_DIR.glob("*/*.ipynb") if path.parent.name != "solutions")
+    tracks = sorted(path for path in folder.glob("*/*.ipynb") if path.parent.name != "solutions")
     return [path for path in numbered if path not in cleanup] + tracks + cleanup
 
 
@@ -68,7 +68,7 @@ def registry_unreachable() -> dict[str, str]:
     return env
 
 
-def summary() -> str:
+def summary(out_dir: Path = BUILD_DIR) -> str:
     import aml_offline
 
     mode = aml_offline.activate()
@@ -94,7 +94,7 @@ def summary() -> str:
     except Exception:  # noqa: BLE001  (06-tune did not run: nothing to report)
         pass
     lines += _v2_summary()
-    lines.append(f"Executed notebooks (and HTML copies): {BUILD_DIR}")
+    lines.append(f"Executed notebooks (and HTML copies): {out_dir}")
     if mode == "local":
         lines.append("Browse runs and models: make mlflow-ui   (then open http://127.0.0.1:5000)")
     else:
@@ -121,14 +121,29 @@ def _v2_summary() -> list[str]:
 
 
 def main() -> int:
-    notebooks = walkthrough_notebooks()
+    import os
+
+    from helpers.i18n import LanguageError, language, notebook_folder
+
+    try:  # make run LANG=de: the notebooks of notebooks-de/ (helpers.i18n)
+        lang = language(os.environ.get("AML_LANG"))
+    except LanguageError as exc:
+        raise SystemExit(str(exc)) from None
+    folder = notebook_folder(lang.code if lang else None)
+    out_dir = BUILD_DIR.parent / folder.name
+    if lang:
+        os.environ["AML_LANG"] = lang.code  # the kernels' helpers speak it
+        print(f"The walkthrough in {lang.name}: {folder.relative_to(PROJECT_ROOT)}/", flush=True)
+    else:
+        os.environ.pop("AML_LANG", None)
+    notebooks = walkthrough_notebooks(folder)
     for path in notebooks:
         start = time.perf_counter()
-        print(f"Running {path.name} ...", flush=True)
-        run_notebook(path, BUILD_DIR)
+        print(f"Running {path.relative_to(folder)} ...", flush=True)
+        run_notebook(path, out_dir / path.parent.relative_to(folder))
         print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
     print("\nWalkthrough complete\n====================")
-    print(summary())
+    print(summary(out_dir))
     return 0
 
 
