@@ -14,6 +14,9 @@ diagram (Mermaid, drawn as an SVG) render. 07-deploy is left out (its web
 service is tested under nbval); 06 and 08 use the session's small settings from
 conftest.py (3 epochs, 4 children). A screenshot of each notebook, scrolled to its
 key output, goes to ``build/screenshots/``. The server and the browser are stopped even when a check fails.
+Last, a Traditional Chinese notebook (notebooks-zh_TW/01-dataset.ipynb) runs the same way: its prose is Chinese and
+its figures' Chinese titles are drawn in the CJK font (compared with the same figure drawn in a font that lacks the
+glyphs), and the server serves JupyterLab's own interface in each language the walkthrough has (language packs).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def _listening(port: int) -> bool:
 def lab(tmp_path_factory):
     """JupyterLab on a copy of the notebooks; yields its base URL and token; stops it and checks the port is free."""
     root = tmp_path_factory.mktemp("lab")
-    for folder in ("notebooks", "scripts"):
+    for folder in ("notebooks", "notebooks-zh_TW", "scripts"):
         shutil.copytree(PROJECT / folder, root / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     settings = root / "settings" / "@jupyterlab"
     for extension, plugin, value in [
@@ -140,7 +143,8 @@ def run_all(page, base: str, token: str, name: str) -> None:
     """Open a notebook, choose Run > Run All Cells, wait until every code cell has run and the kernel is idle."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    page.goto(f"{base}/lab/tree/notebooks/{name}?reset&token={token}")  # reset: only this notebook open
+    path = name if name.startswith("notebooks-") else f"notebooks/{name}"  # a translation: notebooks-<lang>/...
+    page.goto(f"{base}/lab/tree/{path}?reset&token={token}")  # reset: only this notebook open
     page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
     notebook = _notebook(page)
     # The kernel starts with the notebook; cells queued before it has settled can be dropped. Wait until
@@ -288,3 +292,111 @@ def _check_run_details(page, notebook, name):
     else:
         expect(widget.locator("pre.aml-log")).to_contain_text("Final test accuracy")
     return widget
+
+
+#: The translated notebook the browser runs: its plots have the helpers' Chinese titles (class balance, digits)
+ZH_TW_NOTEBOOK = "notebooks-zh_TW/01-dataset.ipynb"
+
+
+def _title_band(gray):
+    """The rows above a figure's axes (its title): down to the first row that is mostly dark (the top spine)."""
+    import numpy as np
+
+    dark = (gray < 0.5).mean(axis=1)
+    rows = np.nonzero(dark > 0.5)[0]
+    return gray[: rows[0]] if len(rows) else gray[: gray.shape[0] // 8]
+
+
+def _render_class_balance(dpi: float, cjk: bool):
+    """helpers.plots.class_balance as the kernel draws it in zh_TW, with the CJK font or with DejaVu Sans only."""
+    import io
+
+    import matplotlib as mpl
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from helpers import i18n, plots
+
+    saved = os.environ.get("AML_LANG")
+    os.environ["AML_LANG"] = "zh_TW"
+    real_show, real_font = plt.show, plots.use_language_font
+    plt.show = lambda: None
+    if not cjk:
+        plots.use_language_font = lambda: None
+    try:
+        with mpl.rc_context({} if cjk else {"font.sans-serif": ["DejaVu Sans"], "font.family": ["sans-serif"]}):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "Glyph ... missing from font(s) DejaVu Sans": the point of it
+                fig = plots.class_balance(np.arange(10).repeat(40), np.arange(10).repeat(10))
+                buffer = io.BytesIO()
+                fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+                plt.close(fig)
+    finally:
+        plt.show, plots.use_language_font = real_show, real_font
+        if saved is None:
+            os.environ.pop("AML_LANG", None)
+        else:
+            os.environ["AML_LANG"] = saved
+        i18n._translations.cache_clear()
+    return mpimg.imread(io.BytesIO(buffer.getvalue()))[..., :3].mean(axis=2)
+
+
+def test_traditional_chinese_notebook_renders_its_chinese(lab, page):
+    import base64
+    import io
+
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    from helpers import i18n
+
+    base, token = lab
+    run_all(page, base, token, ZH_TW_NOTEBOOK)
+    notebook = _notebook(page)
+    assert not _error_cells(page), "; ".join(_error_cells(page))
+    heading = notebook.locator(".jp-MarkdownCell .jp-RenderedMarkdown h1").first.text_content() or ""
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in heading), f"the first heading is not Chinese: {heading!r}"
+    texts = " ".join(notebook.locator(".jp-OutputArea-output").all_text_contents())
+    assert "missing from font" not in texts, "matplotlib drew a Chinese title in a font without the glyphs"
+
+    title = i18n.translation("zh_TW").gettext("Class balance")
+    images = notebook.locator(".jp-OutputArea-output img")
+    found = None
+    for i in range(images.count()):
+        image = images.nth(i)
+        image.scroll_into_view_if_needed()
+        assert image.evaluate(IMAGE_LOADED), f"{ZH_TW_NOTEBOOK}: image {i} is broken"
+        data = base64.b64decode(image.evaluate("img => img.src.split(',')[1]"))
+        picture = mpimg.imread(io.BytesIO(data))[..., :3].mean(axis=2)
+        if 2.0 < picture.shape[1] / picture.shape[0] < 2.8:  # class_balance is 7 x 3 inches
+            found = (image, picture)
+    assert found, f"{ZH_TW_NOTEBOOK}: no class balance chart among its {images.count()} images"
+    image, shown = found
+    image.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "zh_TW-01-dataset.png"))
+    # The same chart drawn here at the browser image's scale: with the CJK font, and with a font lacking the glyphs
+    dpi = 100 * shown.shape[1] / _render_class_balance(100, cjk=True).shape[1]
+    bands = [_title_band(shown)] + [_title_band(_render_class_balance(dpi, cjk)) for cjk in (True, False)]
+    height, width = min(b.shape[0] for b in bands), min(b.shape[1] for b in bands)
+    shown_band, cjk_band, tofu_band = (b[:height, :width] for b in bands)
+    like_cjk, like_tofu = np.abs(shown_band - cjk_band).mean(), np.abs(shown_band - tofu_band).mean()
+    assert like_cjk < like_tofu, (
+        f"the chart's title {title!r} looks like a font without CJK glyphs drew it "
+        f"(difference {like_cjk:.4f} to the CJK render, {like_tofu:.4f} to the render without the glyphs)"
+    )
+
+
+def test_jupyterlab_serves_its_interface_in_each_language(lab):
+    """The language packs (make install) are served: JupyterLab's own menus in each language of the walkthrough."""
+    import json
+
+    from helpers.i18n import LANGUAGES
+
+    base, token = lab
+    for lang in LANGUAGES.values():
+        with urllib.request.urlopen(f"{base}/lab/api/translations/{lang.jupyterlab}?token={token}") as response:
+            pack = json.load(response)
+        assert pack.get("data"), f"no JupyterLab language pack for {lang.jupyterlab}: {str(pack)[:200]}"
