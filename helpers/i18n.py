@@ -128,12 +128,11 @@ def use_language_font() -> None:
 # -- for make translations ---------------------------------------------------------------------------------------
 
 
-def template():
-    """The Babel catalogue of every message the helpers mark with ``_``/``ngettext``."""
+def empty_template(about: str):
+    """A Babel catalogue with this project's header, dated ``_CREATION``: written twice, the same bytes."""
     from babel.messages.catalog import Catalog
-    from babel.messages.extract import extract_from_dir
 
-    catalog = Catalog(
+    return Catalog(
         project="azureml-keras-mnist",
         version="1",
         copyright_holder="azureml-keras-mnist contributors",
@@ -141,8 +140,15 @@ def template():
         creation_date=_CREATION,
         revision_date=_CREATION,
         fuzzy=False,
-        header_comment="# What the helpers print and draw, for translation (make translations writes this file).\n#",
+        header_comment=f"# {about}, for translation (make translations writes this file).\n#",
     )
+
+
+def template():
+    """The Babel catalogue of every message the helpers mark with ``_``/``ngettext``."""
+    from babel.messages.extract import extract_from_dir
+
+    catalog = empty_template("What the helpers print and draw")
     for filename, lineno, message, comments, context in extract_from_dir(
         str(ROOT / "helpers"),
         method_map=[("**.py", "python")],

@@ -133,18 +133,7 @@ def paragraphs(markdown: str, codeblocks: bool = False) -> list[str]:
 
 def template(source: str):
     """The Babel catalogue of a source's prose: one message per paragraph, each saying where it occurs."""
-    from babel.messages.catalog import Catalog
-
-    catalog = Catalog(
-        project="azureml-keras-mnist",
-        version="1",
-        copyright_holder="azureml-keras-mnist contributors",
-        msgid_bugs_address="https://github.com/azureml-keras-mnist/issues",
-        creation_date=_CREATION,
-        revision_date=_CREATION,
-        fuzzy=False,
-        header_comment=f"# The prose of {source}, for translation (make translations writes this file).\n#",
-    )
+    catalog = i18n.empty_template(f"The prose of {source}")
     for where, markdown in markdown_blocks(source):
         for msgid in paragraphs(markdown, codeblocks=not source.startswith("notebooks/")):
             if msgid in catalog:
