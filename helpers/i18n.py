@@ -202,6 +202,18 @@ def lab_settings(lang: Language) -> Path:
     return folder
 
 
+def jupyterlab_messages(lang: Language) -> int:
+    """How many of JupyterLab's own messages its language pack for ``lang`` translates (0 without the pack)."""
+    from importlib.resources import files
+
+    try:
+        pack = files(f"jupyterlab_language_pack_{lang.jupyterlab}")
+    except ModuleNotFoundError:
+        return 0
+    path = pack / "locale" / lang.jupyterlab / "LC_MESSAGES" / "jupyterlab.json"
+    return len(json.loads(path.read_text(encoding="utf-8"))) - 1 if path.is_file() else 0
+
+
 def lab(argv: list[str]) -> None:
     """Open JupyterLab in the notebooks of ``AML_LANG``'s language (English: notebooks/), interface included."""
     try:
@@ -214,6 +226,12 @@ def lab(argv: list[str]) -> None:
         env["AML_LANG"] = lang.code
         env["JUPYTERLAB_SETTINGS_DIR"] = str(lab_settings(lang))
         print(f"JupyterLab in {lang.name}: {folder.relative_to(ROOT)}/", flush=True)
+        if jupyterlab_messages(lang) < 100:
+            print(
+                f"JupyterLab's own {lang.name} translation is (nearly) empty in its language pack "
+                f"(jupyterlab-language-pack-{lang.jupyterlab.lower().replace('_', '-')}): its menus stay English.",
+                flush=True,
+            )
     else:
         env.pop("AML_LANG", None)
     jupyter = Path(sys.executable).with_name("jupyter")

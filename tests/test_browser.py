@@ -399,4 +399,8 @@ def test_jupyterlab_serves_its_interface_in_each_language(lab):
     for lang in LANGUAGES.values():
         with urllib.request.urlopen(f"{base}/lab/api/translations/{lang.jupyterlab}?token={token}") as response:
             pack = json.load(response)
-        assert pack.get("data"), f"no JupyterLab language pack for {lang.jupyterlab}: {str(pack)[:200]}"
+        messages = pack.get("data", {}).get("jupyterlab", {})
+        assert messages, f"no JupyterLab language pack for {lang.jupyterlab}: {str(pack)[:200]}"
+        if lang.code != "hu":  # the Hungarian pack (4.5.post3) translates nothing yet: docs/translations.md
+            shown = messages.get("Run All Cells", ["Run All Cells"])
+            assert shown[0] != "Run All Cells", f"{lang.jupyterlab}: JupyterLab's Run menu is not translated"
