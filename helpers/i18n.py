@@ -202,6 +202,45 @@ def lab_settings(lang: Language) -> Path:
     return folder
 
 
+#: The name JupyterLab's pages know the CJK font by (make lab LANG=zh_TW serves it: lab_config)
+CJK_WEB_FAMILY = "Noto Sans CJK TC (walkthrough)"
+_CJK_RANGES = "U+2E80-2FFF, U+3000-303F, U+3100-312F, U+3400-4DBF, U+4E00-9FFF, U+F900-FAFF, U+FE30-FE4F, U+FF00-FFEF"
+CUSTOM_CSS = f"""/* Written by make lab (helpers/i18n.py): Traditional Chinese in any browser, in the install's font.
+   unicode-range: the browser fetches the font only for Chinese characters, and only where its own fonts lack them. */
+@font-face {{
+  font-family: "{CJK_WEB_FAMILY}";
+  src: url("NotoSansCJKtc-Regular.otf") format("opentype");
+  unicode-range: {_CJK_RANGES};
+}}
+body {{  /* not :root, which the theme, loaded later, sets */
+  --jp-ui-font-family: system-ui, -apple-system, blinkmacsystemfont, "Segoe UI", helvetica, arial, "{CJK_WEB_FAMILY}",
+    sans-serif, "Apple Color Emoji", "Segoe UI Emoji", "Segoe UI Symbol";
+  --jp-content-font-family: system-ui, -apple-system, blinkmacsystemfont, "Segoe UI", helvetica, arial,
+    "{CJK_WEB_FAMILY}", sans-serif, "Apple Color Emoji", "Segoe UI Emoji", "Segoe UI Symbol";
+  --jp-code-font-family: menlo, consolas, "DejaVu Sans Mono", "{CJK_WEB_FAMILY}", monospace;
+}}
+"""
+
+
+def write_lab_fonts(config_dir: Path) -> Path:
+    """Put the CJK font and a custom.css that uses it in ``config_dir/custom`` (JupyterLab serves that folder with
+    ``--LabApp.custom_css=True``): Chinese prose renders in a browser without a CJK font of its own."""
+    custom = config_dir / "custom"
+    custom.mkdir(parents=True, exist_ok=True)
+    font = custom / "NotoSansCJKtc-Regular.otf"
+    if not font.exists():
+        from fontTools.ttLib import TTCollection
+        from noto_cjk_sans_otc import FONT_PATH
+
+        collection = TTCollection(str(FONT_PATH), lazy=True)
+        face = next(f for f in collection.fonts if f["name"].getDebugName(1) == CJK_FAMILY)
+        tmp = font.with_name(font.name + ".tmp")
+        face.save(str(tmp))
+        tmp.replace(font)
+    (custom / "custom.css").write_text(CUSTOM_CSS, encoding="utf-8")
+    return custom
+
+
 def jupyterlab_messages(lang: Language) -> int:
     """How many of JupyterLab's own messages its language pack for ``lang`` translates (0 without the pack)."""
     from importlib.resources import files
@@ -225,6 +264,11 @@ def lab(argv: list[str]) -> None:
     if lang:
         env["AML_LANG"] = lang.code
         env["JUPYTERLAB_SETTINGS_DIR"] = str(lab_settings(lang))
+        if lang.code == "zh_TW":  # the browser may have no CJK font: JupyterLab serves the install's
+            config = ROOT / "build" / "lab-config" / lang.code
+            write_lab_fonts(config)
+            env["JUPYTER_CONFIG_DIR"] = str(config)
+            argv = ["--LabApp.custom_css=True", *argv]
         print(f"JupyterLab in {lang.name}: {folder.relative_to(ROOT)}/", flush=True)
         if jupyterlab_messages(lang) < 100:
             print(

@@ -145,12 +145,22 @@ def template(source: str):
     return catalog
 
 
+# One line per string and per comment: with width=0 Babel still wraps "#| msgid" comments at 76 columns, into lines
+# that neither polib nor Babel read back as the previous msgid
+_NO_WRAP = 10**9
+
+
+def _rel(path: Path) -> Path:
+    """A path as messages name it: relative to the project when it is in it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def _write(catalog, path: Path, **kwargs) -> bool:
     """Write a catalogue atomically; True if the file changed."""
     from babel.messages.pofile import write_po
 
     buffer = io.BytesIO()
-    write_po(buffer, catalog, width=0, sort_output=False, include_lineno=False, **kwargs)
+    write_po(buffer, catalog, width=_NO_WRAP, sort_output=False, include_lineno=False, **kwargs)
     data = buffer.getvalue()
     if path.exists() and path.read_bytes() == data:
         return False
@@ -168,7 +178,7 @@ def _read(path: Path, locale: str | None = None):
         try:
             return read_po(f, locale=locale, abort_invalid=True)
         except Exception as exc:  # Babel's PoFileError and friends: name the file and line
-            raise TranslationError(f"{path.relative_to(ROOT)}: not a valid catalogue: {exc}") from exc
+            raise TranslationError(f"{_rel(path)}: not a valid catalogue: {exc}") from exc
 
 
 # -- extract, update ---------------------------------------------------------------------------------------------
@@ -233,10 +243,15 @@ def update(langs: list[str] | None = None, only: set[str] | None = None) -> list
 
 
 def _translations(path: Path):
-    """polib's view of a catalogue (what mdpo translates with): fuzzy and empty entries left out."""
+    """polib's view of a catalogue (what mdpo translates with), fuzzy entries emptied: until a translator has
+    checked a changed paragraph, readers get the new English, not the old paragraph's translation."""
     import polib
 
-    return polib.pofile(str(path))
+    pofile = polib.pofile(str(path))
+    for entry in pofile:
+        if "fuzzy" in entry.flags:
+            entry.msgstr = ""
+    return pofile
 
 
 def translate_markdown(markdown: str, pofile) -> str:
@@ -386,7 +401,7 @@ def glossary(code: str) -> list[Term]:
             continue
         cells = line.split("\t")
         if len(cells) < 3:
-            raise TranslationError(f"{path.relative_to(ROOT)}:{n}: want term<TAB>translation<TAB>checked<TAB>note")
+            raise TranslationError(f"{_rel(path)}:{n}: want term<TAB>translation<TAB>checked<TAB>note")
         terms.append(Term(cells[0].strip(), tuple(t.strip() for t in cells[1].split("|")), cells[2].strip() == "yes"))
     return terms
 
@@ -411,20 +426,26 @@ def _markup(text: str) -> Counter:
 def entry_problems(msgid: str, msgstr: str, terms: list[Term], keep: list[str]) -> list[str]:
     """What a translation of one paragraph lost: code spans, link targets, placeholders, numbers, terms."""
     problems = []
-    if Counter(m.group(0) for m in _BACKTICKS.finditer(msgid)) != Counter(
-        m.group(0) for m in _BACKTICKS.finditer(msgstr)
+    for what, find in (
+        ("code spans", lambda text: Counter(m.group(0) for m in _BACKTICKS.finditer(text))),
+        ("link targets", lambda text: Counter(_TARGETS.findall(text))),
+        ("placeholders", lambda text: Counter(_PLACEHOLDER.findall(text))),
     ):
-        problems.append("the code spans (`...`) differ from the English")
-    if Counter(_TARGETS.findall(msgid)) != Counter(_TARGETS.findall(msgstr)):
-        problems.append("the link targets differ from the English")
-    if Counter(_PLACEHOLDER.findall(msgid)) != Counter(_PLACEHOLDER.findall(msgstr)):
-        problems.append("the placeholders ({...}, %s) differ from the English")
+        english, translated = find(msgid), find(msgstr)
+        if english != translated:
+            lost, added = sorted((english - translated).elements()), sorted((translated - english).elements())
+            problems.append(f"the {what} differ from the English: missing {lost}, not in the English {added}")
     if _numbers(msgid) != _numbers(msgstr):
-        problems.append(f"the numbers differ: {sorted(_numbers(msgid).elements())} in English")
+        english, translated = _numbers(msgid), _numbers(msgstr)
+        problems.append(
+            f"the numbers outside code spans differ: missing {sorted((english - translated).elements())}, "
+            f"not in the English {sorted((translated - english).elements())}"
+        )
     if _markup(msgid) != _markup(msgstr):
         problems.append(
-            "the emphasis, code or links do not render as in the English (CommonMark): a ** or * next to punctuation "
-            "and a letter stays literal; in Chinese put the punctuation outside: **目前位置**：, not **目前位置：**"
+            f"the emphasis, code or links render differently from the English (CommonMark: {dict(_markup(msgid))} in "
+            f"English, {dict(_markup(msgstr))} here): a ** or * between punctuation and a letter stays literal, so "
+            "put punctuation outside it (**目前位置**：, not **目前位置：**)"
         )
     prose_en, prose = _strip_markup(msgid), _strip_markup(msgstr)
     for word in keep:
@@ -439,7 +460,7 @@ def entry_problems(msgid: str, msgstr: str, terms: list[Term], keep: list[str]) 
 
 def catalogue_problems(path: Path, pot: Path, code: str) -> list[str]:
     """Everything wrong with one catalogue, each as 'file: entry: problem'."""
-    rel = path.relative_to(ROOT)
+    rel = _rel(path)
     if not path.exists():
         return [f"{rel}: missing: run make translations, then translate it"]
     catalog = _read(path, locale=code)
@@ -489,9 +510,9 @@ def stale_templates() -> list[str]:
     pairs.append((TEMPLATES / "helpers.pot", i18n.template))
     for path, make in pairs:
         buffer = io.BytesIO()
-        write_po(buffer, make(), width=0, sort_output=False, omit_header=False, include_lineno=False)
+        write_po(buffer, make(), width=_NO_WRAP, sort_output=False, omit_header=False, include_lineno=False)
         if not path.exists() or path.read_bytes() != buffer.getvalue():
-            problems.append(f"{path.relative_to(ROOT)}: not in step with the English: run make translations")
+            problems.append(f"{_rel(path)}: not in step with the English: run make translations")
     return problems
 
 
@@ -502,7 +523,7 @@ def stale_outputs(code: str) -> list[str]:
     for path, text in built(lang).items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             problems.append(
-                f"{path.relative_to(ROOT)}: not in step with its source and catalogue: run make translations"
+                f"{_rel(path)}: not in step with its source and catalogue: run make translations"
             )
     return problems
 
@@ -525,13 +546,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("extract", "all"):
             for path in extract():
-                print(f"template: {path.relative_to(ROOT)}")
+                print(f"template: {_rel(path)}")
         if args.command in ("update", "all"):
             for path in update(args.lang):
-                print(f"catalogue: {path.relative_to(ROOT)}")
+                print(f"catalogue: {_rel(path)}")
         if args.command in ("build", "all"):
             for path in build(args.lang):
-                print(f"written: {path.relative_to(ROOT)}")
+                print(f"written: {_rel(path)}")
         if args.command in ("check", "all"):
             problems = check(args.lang)
             for problem in problems:

@@ -90,6 +90,10 @@ def lab(tmp_path_factory):
     ]:
         (settings / extension).mkdir(parents=True, exist_ok=True)
         (settings / extension / f"{plugin}.jupyterlab-settings").write_text(value)
+    # As make lab LANG=zh_TW: JupyterLab serves the install's CJK font (this Chromium has none of its own)
+    from helpers.i18n import write_lab_fonts
+
+    write_lab_fonts(root / "config")
     env = dict(
         os.environ,
         JUPYTERLAB_SETTINGS_DIR=str(root / "settings"),
@@ -101,6 +105,7 @@ def lab(tmp_path_factory):
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.custom_css=True",
     ]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")  # containers and CI machines often run as root
@@ -359,6 +364,15 @@ def test_traditional_chinese_notebook_renders_its_chinese(lab, page):
     assert not _error_cells(page), "; ".join(_error_cells(page))
     heading = notebook.locator(".jp-MarkdownCell .jp-RenderedMarkdown h1").first.text_content() or ""
     assert any("\u4e00" <= ch <= "\u9fff" for ch in heading), f"the first heading is not Chinese: {heading!r}"
+    # The prose's Chinese is drawn in the font JupyterLab serves (custom.css), not as empty boxes
+    from helpers.i18n import CJK_WEB_FAMILY
+
+    used = page.evaluate(
+        """family => document.fonts.ready.then(() => [...document.fonts].some(
+            f => f.family.replace(/"/g, '') === family && f.status === 'loaded'))""",
+        CJK_WEB_FAMILY,
+    )
+    assert used, f"the page did not load {CJK_WEB_FAMILY} for its Chinese text"
     texts = " ".join(notebook.locator(".jp-OutputArea-output").all_text_contents())
     assert "missing from font" not in texts, "matplotlib drew a Chinese title in a font without the glyphs"
 

@@ -266,3 +266,32 @@ def test_translated_notebooks_link_to_learn_in_the_readers_language():
     assert "https://learn.microsoft.com/azure/machine-learning/v1/how-to-train-keras" in english
     nb = nbformat.reads(text, as_version=4)
     assert "../scripts" in "".join(c.source for c in nb.cells if c.cell_type == "code")  # same depth, same paths
+
+
+def test_a_changed_paragraph_comes_back_fuzzy_and_readers_get_the_new_english(tmp_path, monkeypatch):
+    """make translations after an English paragraph changed: the catalogue still reads (one line per comment),
+    the entry is fuzzy with the old translation as its suggestion, and the built notebook shows the new English."""
+    import polib
+
+    source = "notebooks/00-setup.ipynb"
+    shutil.copytree(translations.LOCALES, tmp_path / "locales")
+    monkeypatch.setattr(translations, "LOCALES", tmp_path / "locales")
+    monkeypatch.setattr(translations, "TEMPLATES", tmp_path / "locales" / "templates")
+    catalog = translations.template(source)
+    old = max((m.id for m in catalog if m.id), key=len)  # the longest paragraph: its #| comment would wrap
+    new = old.rstrip(".") + ", as a change to the English would."
+    message = catalog[old]
+    del catalog[old]
+    catalog.add(new, auto_comments=message.auto_comments)
+    translations._write(catalog, translations.template_path(source), omit_header=False)
+
+    changed = translations.update(["de"], only={translations.catalogue_name(source)})
+    assert changed == [translations.catalogue_path("de", source)]
+    po = polib.pofile(str(changed[0]))  # readable: the bug was a wrapped "#| msgid" line polib rejects
+    entry = po.find(new)
+    assert entry is not None and "fuzzy" in entry.flags and entry.previous_msgid == old
+    assert entry.msgstr, "the old translation is kept as the translator's suggestion"
+    problems = translations.catalogue_problems(changed[0], translations.template_path(source), "de")
+    assert any("fuzzy" in p for p in problems), problems
+    shown = translations.translate_markdown(new, translations._translations(changed[0]))
+    assert shown == new, "until a translator checks it, a changed paragraph shows the new English, not the old text"
