@@ -210,8 +210,10 @@ def _say_offline_once(failures: list[str], say=print) -> None:
     _offline_notice_shown = True
     reason = failures[0] if failures else "no mirrors configured"
     say(
-        f"No MNIST mirror could be reached ({reason}); using the {OFFLINE_SAMPLE}. "
-        "Accuracy will be lower than on full MNIST."
+        _(
+            "No MNIST mirror could be reached ({reason}); using the {sample}. "
+            "Accuracy will be lower than on full MNIST."
+        ).format(reason=reason, sample=OFFLINE_SAMPLE)
     )
 
 
@@ -280,7 +282,7 @@ def local_workspace_source(urls: list[str], say=print) -> Path | None:
         return None
     bases = list(dict.fromkeys(url[: -len(name)] for url, name in zip(urls, names, strict=True)))
     files = fetch_mnist(mirror_list=bases + [m for m in mirrors() if m not in bases], say=say)
-    say(f"MNIST files: {files.source} in {files.folder}")
+    say(_("MNIST files: {source} in {folder}").format(source=files.source, folder=files.folder))
     return files.folder
 
 

@@ -522,9 +522,7 @@ def stale_outputs(code: str) -> list[str]:
     problems = []
     for path, text in built(lang).items():
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            problems.append(
-                f"{_rel(path)}: not in step with its source and catalogue: run make translations"
-            )
+            problems.append(f"{_rel(path)}: not in step with its source and catalogue: run make translations")
     return problems
 
 
