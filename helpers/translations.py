@@ -326,7 +326,12 @@ def build_doc(source: str, lang: Language) -> str:
     text = rewrite_links(translate_markdown(doc_markdown(source), pofile), source, lang)
     # The docs name the English folder and commands: the reader's are notebooks-<lang>/ and make ... LANG=<lang>
     text = re.sub(r"(?<![\w-])notebooks/", f"notebooks-{lang.code}/", text)
-    text = re.sub(r"\bmake (run|lab)\b(?! LANG)", rf"make \1 LANG={lang.code}", text)
+
+    def with_lang(match: re.Match) -> str:  # "make lab       # ..." keeps its comment's column where it can
+        command, pad = f"make {match.group(1)} LANG={lang.code}", match.group(2)
+        return command + (" " * max(1, len(pad) - len(f" LANG={lang.code}")) if pad else "")
+
+    text = re.sub(r"\bmake (run|lab)\b(?! LANG)( *)", with_lang, text)
     header = GENERATED.format(source=source, lang=lang.code, catalogue=catalogue_name(source))
     return f"{header}\n\n{text}\n"
 
