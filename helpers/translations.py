@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -274,6 +275,7 @@ def rewrite_links(markdown: str, source: str, lang: Language) -> str:
     """
     src_dir = (ROOT / source).parent
     out_dir = output_path(lang.code, source).parent
+    translated = set(sources())
 
     def fix(match: re.Match) -> str:
         target = match.group(2)
@@ -289,26 +291,17 @@ def rewrite_links(markdown: str, source: str, lang: Language) -> str:
             rel = absolute.relative_to(ROOT).as_posix()
         except ValueError:
             return match.group(0)
-        if not anchor and rel in _translated_sources():
+        if not anchor and rel in translated:
             absolute = output_path(lang.code, rel)
-        new = Path(_relpath(absolute, out_dir)).as_posix() + (f"#{anchor}" if anchor else "")
+        new = Path(os.path.relpath(absolute, out_dir)).as_posix() + (f"#{anchor}" if anchor else "")
         return f"{match.group(1)}{new}{match.group(3)}"
 
     def autolink(match: re.Match) -> str:  # <docs/azure.md>, mdpo's form of [docs/azure.md](docs/azure.md)
-        return fix(re.match(r"(\]\()(.*)(\))", f"]({match.group(1)})")).replace("](", f"[{match.group(1)}](", 1)[0:]
+        target = match.group(1)
+        return f"[{target}" + fix(re.match(r"(\]\()(.*)(\))", f"]({target})"))
 
     markdown = re.sub(r"<([\w./-]+\.(?:md|ipynb)(?:#[\w-]+)?)>", autolink, markdown)
     return _LINK.sub(fix, markdown)
-
-
-def _relpath(target: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(target, start)
-
-
-def _translated_sources() -> set[str]:
-    return set(sources())
 
 
 def build_notebook(source: str, lang: Language) -> str:
