@@ -102,10 +102,6 @@ def N_(message: str) -> str:
     return message
 
 
-def ngettext(singular: str, plural: str, n: int) -> str:
-    return _translations(current_language()).ngettext(singular, plural, n)
-
-
 def use_language_font() -> None:
     """Let matplotlib draw the reader's script: Noto Sans CJK TC first for Traditional Chinese."""
     if current_language() != "zh_TW":
@@ -145,14 +141,14 @@ def empty_template(about: str):
 
 
 def template():
-    """The Babel catalogue of every message the helpers mark with ``_``/``ngettext``."""
+    """The Babel catalogue of every message the helpers mark with ``_`` or ``N_``."""
     from babel.messages.extract import extract_from_dir
 
     catalog = empty_template("What the helpers print and draw")
     for filename, lineno, message, comments, context in extract_from_dir(
         str(ROOT / "helpers"),
         method_map=[("**.py", "python")],
-        keywords={"_": None, "N_": None, "ngettext": (1, 2)},
+        keywords={"_": None, "N_": None},
         comment_tags=("TRANSLATORS:",),
         strip_comment_tags=True,
     ):
@@ -173,13 +169,21 @@ def compile_catalogue(code: str) -> list[Path]:
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     mo = po.with_suffix(".mo")
-    if mo.exists() and mo.read_bytes() == buffer.getvalue():
+    if not write_if_changed(mo, buffer.getvalue()):
         return []
-    tmp = mo.with_name(mo.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(mo)
     _translations.cache_clear()
     return [mo]
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Replace ``path`` with ``data`` atomically (no half-written catalogue or notebook); False if it already was."""
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True
 
 
 # -- make lab LANG=... -------------------------------------------------------------------------------------------

@@ -41,9 +41,11 @@ import nbformat
 from helpers import i18n
 from helpers.i18n import _CREATION, LANGUAGES, Language, LanguageError
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCALES = ROOT / "locales"
+ROOT, LOCALES = i18n.ROOT, i18n.LOCALES
 TEMPLATES = LOCALES / "templates"
+# The helpers' own catalogue: its template, and its name in each language's folder
+HELPERS_TEMPLATE = "helpers.pot"
+HELPERS_CATALOGUE = f"LC_MESSAGES/{i18n.DOMAIN}.po"
 NOTEBOOKS = ROOT / "notebooks"
 LEARN = "https://learn.microsoft.com/"
 
@@ -65,7 +67,7 @@ GENERATED = (
 
 
 class TranslationError(Exception):
-    """A language, a catalogue or a notebook the translation tools cannot work with."""
+    """A catalogue, a glossary or an English doc the translation tools cannot work with."""
 
 
 def english_notebooks() -> list[Path]:
@@ -95,8 +97,8 @@ def output_path(lang: str, source: str) -> Path:
     """Where the translated file goes: notebooks-<lang>/<same path>; the docs' parts go in notebooks-<lang>/ too."""
     path = Path(source)
     if path.parts[0] == "notebooks":
-        return ROOT / f"notebooks-{lang}" / Path(*path.parts[1:])
-    return ROOT / f"notebooks-{lang}" / path.name
+        return i18n.notebook_folder(lang) / Path(*path.parts[1:])
+    return i18n.notebook_folder(lang) / path.name
 
 
 # -- the prose of one source ------------------------------------------------------------------------------------
@@ -162,14 +164,7 @@ def _write(catalog, path: Path, **kwargs) -> bool:
 
     buffer = io.BytesIO()
     write_po(buffer, catalog, width=_NO_WRAP, sort_output=False, include_lineno=False, **kwargs)
-    data = buffer.getvalue()
-    if path.exists() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return True
+    return i18n.write_if_changed(path, buffer.getvalue())
 
 
 def _read(path: Path, locale: str | None = None):
@@ -194,7 +189,7 @@ def extract() -> list[Path]:
         wanted.add(path)
         if _write(template(source), path, omit_header=False):
             changed.append(path)
-    path = TEMPLATES / "helpers.pot"
+    path = TEMPLATES / HELPERS_TEMPLATE
     wanted.add(path)
     if _write(i18n.template(), path, omit_header=False):
         changed.append(path)
@@ -208,12 +203,12 @@ def extract() -> list[Path]:
 def update(langs: list[str] | None = None, only: set[str] | None = None) -> list[Path]:
     """Merge each template into each language's catalogue: new paragraphs untranslated, changed ones fuzzy.
 
-    ``only``: the catalogue names to merge (``{"LC_MESSAGES/helpers.po"}``); all by default."""
+    ``only``: the catalogue names to merge (``{HELPERS_CATALOGUE}``); all by default."""
     from babel.messages.catalog import Catalog
 
     changed = []
     templates = {template_path(s): catalogue_name(s) for s in sources()}
-    templates[TEMPLATES / "helpers.pot"] = "LC_MESSAGES/helpers.po"
+    templates[TEMPLATES / HELPERS_TEMPLATE] = HELPERS_CATALOGUE
     for code in langs or list(LANGUAGES):
         for pot, name in templates.items():
             if only is not None and name not in only:
@@ -225,7 +220,7 @@ def update(langs: list[str] | None = None, only: set[str] | None = None) -> list
             else:
                 catalog = Catalog(locale=code, project=tmpl.project, creation_date=_CREATION, fuzzy=False)
             catalog.update(tmpl, update_header_comment=True)
-            if name != "LC_MESSAGES/helpers.po":  # prose, not format strings: Babel guesses "10% of" is one
+            if name != HELPERS_CATALOGUE:  # prose, not format strings: Babel guesses "10% of" is one
                 for message in catalog:
                     if message.id:
                         message.flags.discard("python-format")
@@ -347,13 +342,9 @@ def build(langs: list[str] | None = None) -> list[Path]:
         lang = LANGUAGES[code]
         files = built(lang)
         for path, text in files.items():
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(text, encoding="utf-8")
-                tmp.replace(path)
+            if i18n.write_if_changed(path, text.encode("utf-8")):
                 changed.append(path)
-        out = ROOT / f"notebooks-{code}"
+        out = i18n.notebook_folder(code)
         for stale in [p for p in out.rglob("*") if p.is_file() and p.suffix in (".ipynb", ".md")]:
             if stale not in files and ".ipynb_checkpoints" not in stale.parts:
                 stale.unlink()
@@ -505,7 +496,7 @@ def stale_templates() -> list[str]:
 
     problems = []
     pairs = [(template_path(s), lambda s=s: template(s)) for s in sources()]
-    pairs.append((TEMPLATES / "helpers.pot", i18n.template))
+    pairs.append((TEMPLATES / HELPERS_TEMPLATE, i18n.template))
     for path, make in pairs:
         buffer = io.BytesIO()
         write_po(buffer, make(), width=_NO_WRAP, sort_output=False, omit_header=False, include_lineno=False)
@@ -529,7 +520,7 @@ def check(langs: list[str] | None = None) -> list[str]:
     for code in langs or list(LANGUAGES):
         for source in sources():
             problems += catalogue_problems(catalogue_path(code, source), template_path(source), code)
-        problems += catalogue_problems(LOCALES / code / "LC_MESSAGES/helpers.po", TEMPLATES / "helpers.pot", code)
+        problems += catalogue_problems(LOCALES / code / HELPERS_CATALOGUE, TEMPLATES / HELPERS_TEMPLATE, code)
         problems += stale_outputs(code)
     return problems
 
@@ -556,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             if problems:
                 print(f"\n{len(problems)} problems", file=sys.stderr)
                 return 1
-    except LanguageError as exc:
+    except (LanguageError, TranslationError) as exc:  # a bad catalogue or glossary: one line naming the file
         print(exc, file=sys.stderr)
         return 2
     return 0

@@ -44,7 +44,9 @@ def test_catalogues_are_complete_and_keep_what_must_not_change(lang):
             catalogue_path(lang, source), translations.template_path(source), lang
         )
     problems += translations.catalogue_problems(
-        translations.LOCALES / lang / "LC_MESSAGES/helpers.po", translations.TEMPLATES / "helpers.pot", lang
+        translations.LOCALES / lang / translations.HELPERS_CATALOGUE,
+        translations.TEMPLATES / translations.HELPERS_TEMPLATE,
+        lang,
     )
     assert not problems, _report(problems, f"problems in locales/{lang}/")
 
@@ -295,3 +297,15 @@ def test_a_changed_paragraph_comes_back_fuzzy_and_readers_get_the_new_english(tm
     assert any("fuzzy" in p for p in problems), problems
     shown = translations.translate_markdown(new, translations._translations(changed[0]))
     assert shown == new, "until a translator checks it, a changed paragraph shows the new English, not the old text"
+
+
+def test_a_broken_catalogue_is_a_one_line_error_naming_it(tmp_path, monkeypatch, capsys):
+    """A catalogue a PO editor left invalid: check names the file and exits 2, with no traceback."""
+    shutil.copytree(translations.LOCALES, tmp_path / "locales")
+    monkeypatch.setattr(translations, "LOCALES", tmp_path / "locales")
+    monkeypatch.setattr(translations, "TEMPLATES", tmp_path / "locales" / "templates")
+    broken = translations.catalogue_path("de", "notebooks/01-dataset.ipynb")
+    broken.write_text(broken.read_text(encoding="utf-8") + '\nmsgid "no msgstr follows"\n', encoding="utf-8")
+    assert translations.main(["check", "--lang", "de"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "locales/de/notebooks/01-dataset.po: not a valid catalogue" in err and "Traceback" not in err
